@@ -1,0 +1,238 @@
+//! How connections are born: listening, accepting (or turning away with `busy`), and
+//! connecting out; and how a socket event becomes readiness memory on a connection.
+//!
+//! Accepted and outbound connections end up as the same [`Connection`] in the same slab;
+//! an outbound one just starts in [`State::Connecting`] until the kernel reports the
+//! connect's outcome as a writable event.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use crate::conn::{ConnId, Connection, State};
+use crate::engine::{Engine, Listener, Notice, Slot, conn_mut};
+use crate::frame::{self, Decoder};
+use crate::handler::CloseReason;
+use crate::timer::Due;
+use crate::write_queue::WriteQueue;
+
+/// Rejected connections allowed to linger at once (so `busy` reaches the peer before the
+/// socket closes); beyond this they are closed at once.
+const MAX_REJECTED_LINGERING: usize = 256;
+
+impl Engine {
+    /// Binds a listener and starts accepting. Returns the bound address (useful with port 0).
+    pub(crate) fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut socket = TcpListener::bind(addr)?;
+        let local = socket.local_addr()?;
+        let entry = self.slots.vacant_entry();
+        self.poll
+            .registry()
+            .register(&mut socket, Token(entry.key()), Interest::READABLE)?;
+        entry.insert(Slot::Listener(Listener {
+            socket,
+            closed: false,
+        }));
+        log::info!("listening on {local}");
+        Ok(local)
+    }
+
+    /// Accepts until `WouldBlock`: the listener is edge-triggered like everything else, so
+    /// stopping early would leave connections in the backlog with no event to announce them.
+    pub(crate) fn accept(&mut self, key: usize) {
+        loop {
+            let Some(Slot::Listener(l)) = self.slots.get(key) else {
+                return;
+            };
+            if l.closed {
+                return;
+            }
+            match l.socket.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: the connection stays in the backlog and the
+                    // next connection attempt produces another event. Logged, not retried in a
+                    // loop.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted socket into the slab, or turns it away if we are at the limit.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if self.open >= self.config.max_connections {
+            return self.reject_busy(stream, peer);
+        }
+        if self.config.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let id = self.insert(stream, Some(peer), false);
+        self.counters.accepted += 1;
+        self.open += 1;
+        self.opened(id);
+        log::debug!("{id}: accepted from {peer}");
+    }
+
+    fn insert(&mut self, stream: TcpStream, peer: Option<SocketAddr>, outbound: bool) -> ConnId {
+        let generation = self.next_generation();
+        let entry = self.slots.vacant_entry();
+        let id = ConnId::new(entry.key(), generation);
+        let conn = Connection::new(
+            id,
+            stream,
+            peer,
+            outbound,
+            Decoder::new(self.config.max_frame),
+            WriteQueue::new(self.config.marks()),
+            self.now,
+        );
+        entry.insert(Slot::Conn(conn));
+        self.touch(id);
+        id
+    }
+
+    /// A connection became usable: tell the application, start its idle clock.
+    fn opened(&mut self, id: ConnId) {
+        let now = self.now;
+        if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id)) {
+            conn.last_frame_at = now;
+            if !conn.idle_armed {
+                conn.idle_armed = true;
+                self.timers.push(now + idle, Due::Idle(id));
+            }
+        }
+        self.notices.push_back(Notice::Open(id));
+    }
+
+    /// Past `max_connections`: one `busy` frame, FIN, and a short linger so the frame is not
+    /// destroyed by a RST, without reading a byte of the peer's data.
+    fn reject_busy(&mut self, stream: TcpStream, peer: SocketAddr) {
+        self.counters.rejected_busy += 1;
+        log::info!(
+            "{peer}: turned away, {} connections open (limit {})",
+            self.open,
+            self.config.max_connections
+        );
+        let mut reply = BytesMut::new();
+        let busy = serde_json::json!({"error": "busy", "limit": self.config.max_connections});
+        if frame::encode_json(&busy, &mut reply, usize::MAX).is_ok() {
+            // A fresh socket's send buffer is empty, so a few dozen bytes go out in one write;
+            // if not, the peer simply sees the close.
+            let _ = (&stream).write(&reply);
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        if self.lingering >= MAX_REJECTED_LINGERING || self.config.linger.is_zero() {
+            return; // dropped: closed now
+        }
+        let id = self.insert(stream, Some(peer), false);
+        let now = self.now;
+        let linger = self.config.linger;
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            conn.reported = false;
+            conn.write_shut = true;
+            conn.close_reason = Some(CloseReason::Closed);
+            conn.set_state(State::Lingering, "busy");
+        }
+        self.lingering += 1;
+        self.timers.push(now + linger, Due::Linger(id));
+    }
+
+    /// Starts a non-blocking connect. The connection is usable at once (sends are queued);
+    /// `on_open` follows when the connect completes, or `on_close` with
+    /// [`CloseReason::ConnectFailed`] if it fails.
+    pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        if self.open >= self.config.max_connections {
+            return Err(io::Error::other(format!(
+                "max_connections ({}) reached",
+                self.config.max_connections
+            )));
+        }
+        let stream = TcpStream::connect(addr)?;
+        let id = self.insert(stream, Some(addr), true);
+        self.open += 1;
+        log::debug!("{id}: connecting to {addr}");
+        Ok(id)
+    }
+
+    /// Learns the outcome of a non-blocking connect, the way mio documents it: the writable
+    /// event says "something happened"; `take_error` and `peer_addr` say what.
+    fn finish_connect(&mut self, id: ConnId) {
+        let nodelay = self.config.nodelay;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.teardown(id, CloseReason::ConnectFailed(e)),
+            Ok(None) => {}
+        }
+        match conn.stream.peer_addr() {
+            Ok(addr) => {
+                conn.peer = Some(addr);
+                conn.writable = true;
+                if nodelay {
+                    let _ = conn.stream.set_nodelay(true);
+                }
+                conn.set_state(State::Open, "connected");
+                self.touch(id);
+                self.opened(id);
+            }
+            // Spurious wake-up: still in progress.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => self.teardown(id, CloseReason::ConnectFailed(e)),
+        }
+    }
+
+    /// Records what an event says about a connection's socket. Returns the connection's id
+    /// if the reactor should now read it.
+    ///
+    /// Every event is handled, including ones that are neither readable nor writable: an
+    /// error or hang-up is recorded as "readable and writable", so the next read or write
+    /// meets the error (or the end of stream) and the connection closes instead of spinning.
+    pub(crate) fn conn_event(&mut self, key: usize, event: &Event) -> Option<ConnId> {
+        let Some(Slot::Conn(conn)) = self.slots.get_mut(key) else {
+            return None; // spurious: a slot freed in an earlier turn
+        };
+        let id = conn.id;
+        let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+        match conn.state() {
+            State::Closed => return None, // closed earlier in this batch
+            State::Connecting => {
+                if event.is_writable() || broken {
+                    self.finish_connect(id);
+                }
+                let conn = conn_mut(&mut self.slots, id)?;
+                if conn.state() == State::Open && (event.is_readable() || broken) {
+                    conn.readable = true;
+                    return Some(id);
+                }
+                return None;
+            }
+            _ => {}
+        }
+        if event.is_readable() || broken {
+            conn.readable = true;
+        }
+        if event.is_writable() || broken {
+            conn.writable = true;
+            if !conn.queue.is_empty() {
+                self.touch(id);
+            }
+        }
+        let conn = conn_mut(&mut self.slots, id)?;
+        if conn.state() == State::Lingering {
+            self.linger_read(id);
+            return None;
+        }
+        (conn.readable && conn.may_deliver()).then_some(id)
+    }
+}

@@ -1,0 +1,195 @@
+//! Every limit the reactor enforces, in one place, with its default and the reason for it.
+//!
+//! A limit nobody can find is a limit nobody can tune. Each field below says what happens
+//! when it is hit; `Config::validate` refuses combinations that cannot work (a low-water
+//! mark above the high-water mark, a hard limit that cannot hold one frame).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::frame::{DEFAULT_MAX_FRAME, HEADER_LEN};
+use crate::write_queue::Marks;
+
+/// Reactor settings. Build one with `Config::default()` and change what you need.
+///
+/// ```
+/// use highwater::Config;
+/// use std::time::Duration;
+///
+/// let config = Config {
+///     high_water: 64 * 1024,
+///     low_water: 16 * 1024,
+///     idle_timeout: Some(Duration::from_secs(5)),
+///     ..Config::default()
+/// };
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Per-connection write-queue high-water mark, in bytes. Default 256 KiB.
+    ///
+    /// When a connection's queue reaches it, sends return [`crate::Pressure::High`] and, if
+    /// [`Config::pause_reads_above_high_water`] is set, the reactor stops reading that
+    /// connection. 256 KiB holds a few of the article's ~58 KB frames, enough to keep the
+    /// kernel's send buffer busy between wake-ups, and little enough that 10,000 stuck
+    /// connections would hold 2.5 GiB at most (see [`Config::max_connections`]).
+    pub high_water: usize,
+    /// Per-connection write-queue low-water mark, in bytes. Default 64 KiB.
+    ///
+    /// After the queue reached the high-water mark, falling to this is a *drain*:
+    /// [`crate::Handler::on_drain`] runs and paused reading resumes. The gap between the marks
+    /// is hysteresis: without it a producer hovering at the mark would stop and start on every
+    /// frame.
+    pub low_water: usize,
+    /// Hard limit on one connection's queued bytes. `None` (the default) means
+    /// `high_water + max_frame + 4`: one maximum-size frame may always be queued while below
+    /// the mark, and nothing beyond that. A send past it fails with
+    /// [`crate::SendError::QueueFull`] instead of growing the queue.
+    pub queue_limit: Option<usize>,
+    /// Largest payload accepted from or sent to a peer. Default 8 MiB (tokio-util's default).
+    /// A longer length prefix is answered with `frame_too_large` and the connection closed,
+    /// decided from the four header bytes before anything is buffered.
+    pub max_frame: usize,
+    /// Open connections allowed at once (accepted plus outbound). Default 10,000.
+    /// A connection accepted past it gets `{"error":"busy"}` and is closed without being read.
+    /// Remember the process's file-descriptor limit (`ulimit -n`) is usually lower.
+    pub max_connections: usize,
+    /// Close a connection that completes no frame for this long. Default 60 s; `None` is off.
+    /// Progress means whole frames, not bytes, so a one-byte-a-second trickle does not count.
+    /// The clock stops while the reactor itself has paused reading the connection.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose write queue stays non-empty without draining for this long
+    /// (the peer is not reading). Default 30 s; `None` is off. "Draining" means emptying, or
+    /// falling to the low-water mark after a crossing, so a peer that reads one byte a second
+    /// does not keep its queue alive.
+    pub write_timeout: Option<Duration>,
+    /// Pause reading a connection while its own write queue is above the high-water mark
+    /// (resume at the low-water mark). Default true: a peer that never reads its replies must
+    /// not be able to make us buffer them without bound. A peer that pipelines requests
+    /// without reading replies then stalls by design.
+    pub pause_reads_above_high_water: bool,
+    /// After a graceful close has flushed everything and sent FIN, keep reading (and
+    /// discarding) for at most this long before closing the socket. Closing with unread bytes
+    /// makes the kernel send RST, which can destroy our last replies before the peer reads
+    /// them. Default 2 s.
+    pub linger: Duration,
+    /// `TCP_NODELAY` on every connection. Default true: frames are already batched by the
+    /// write queue, so Nagle's algorithm only adds latency.
+    pub nodelay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            high_water: 256 * 1024,
+            low_water: 64 * 1024,
+            queue_limit: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_connections: 10_000,
+            idle_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(30)),
+            pause_reads_above_high_water: true,
+            linger: Duration::from_secs(2),
+            nodelay: true,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The effective per-connection hard limit (see [`Config::queue_limit`]).
+    pub fn effective_queue_limit(&self) -> usize {
+        self.queue_limit
+            .unwrap_or_else(|| self.high_water.saturating_add(self.max_frame + HEADER_LEN))
+    }
+
+    /// The marks a new connection's write queue gets.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            high: self.high_water,
+            low: self.low_water,
+            limit: self.effective_queue_limit(),
+        }
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.high_water == 0 {
+            return Err(ConfigError("high_water must be at least 1 byte".into()));
+        }
+        if self.low_water > self.high_water {
+            return Err(ConfigError(format!(
+                "low_water ({}) must not exceed high_water ({})",
+                self.low_water, self.high_water
+            )));
+        }
+        if self.max_frame == 0 || self.max_frame > u32::MAX as usize {
+            return Err(ConfigError(format!(
+                "max_frame must be between 1 and {} (the length prefix is a u32)",
+                u32::MAX
+            )));
+        }
+        if self.effective_queue_limit() < self.high_water {
+            return Err(ConfigError(format!(
+                "queue_limit ({}) must be at least high_water ({})",
+                self.effective_queue_limit(),
+                self.high_water
+            )));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("max_connections must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn default_limit_holds_one_max_frame_above_the_mark() {
+        let c = Config::default();
+        assert_eq!(
+            c.effective_queue_limit(),
+            c.high_water + c.max_frame + HEADER_LEN
+        );
+    }
+
+    #[test]
+    fn inverted_marks_are_refused() {
+        let c = Config {
+            high_water: 10,
+            low_water: 11,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("low_water"));
+    }
+
+    #[test]
+    fn a_limit_below_the_mark_is_refused() {
+        let c = Config {
+            high_water: 100,
+            low_water: 10,
+            queue_limit: Some(50),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,520 @@
+//! One connection: its socket, read buffer, decoder, write queue, state and pause reasons.
+//!
+//! A client connection and a server connection are the same thing here; only how they were
+//! born differs (`outbound`).
+//!
+//! The one invariant a reader of this file should keep in mind: [`Connection::interest`] is
+//! the only place that decides what the connection asks of the poller, and it says:
+//!
+//! - **WRITABLE iff the write queue is non-empty** (or a connect is in progress). Asking for
+//!   writability with nothing to write would wake the reactor for nothing.
+//! - **READABLE iff the connection may read**: open, not paused for any reason, and the peer
+//!   has not finished sending. A paused connection does not ignore readiness, it stops asking
+//!   for it; that is what lets the kernel's receive buffer fill and the TCP window close.
+//!
+//! Readiness is edge-triggered: the poller reports a *change* to readable or writable, once.
+//! So `readable` and `writable` below remember what the last event said until a syscall
+//! returns `WouldBlock`. A connection that stops reading with `readable` still true (paused,
+//! or out of budget for this turn) must be revisited by the reactor when it may read again,
+//! because no new event will come for bytes that are already there.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mio::Interest;
+use mio::net::TcpStream;
+
+use crate::frame::{Decoder, FrameError};
+use crate::handler::CloseReason;
+use crate::stats::ConnFigures;
+use crate::write_queue::WriteQueue;
+
+/// Identifies a connection for as long as it lives, and never another one after it.
+///
+/// The reactor keeps connections in a slab and reuses slots; the generation makes an id
+/// from a closed connection stale instead of letting it reach the slot's next tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    pub(crate) fn new(index: usize, generation: u32) -> ConnId {
+        ConnId {
+            index: index as u32,
+            generation,
+        }
+    }
+
+    /// The slab slot (and mio token) this connection occupies.
+    pub(crate) fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}.{}", self.index, self.generation)
+    }
+}
+
+/// Where a connection is in its life. Every transition goes through
+/// [`Connection::set_state`], which logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Outbound, waiting for the non-blocking connect to finish (reported as writable).
+    Connecting,
+    /// Reading and writing.
+    Open,
+    /// Close requested: no more reading; delivering what is queued, then closing.
+    Flushing,
+    /// Everything was delivered and FIN sent; reading and discarding until the peer closes or
+    /// the linger time ends, so that closing does not turn into a RST that destroys our last
+    /// bytes in flight.
+    Lingering,
+    /// The socket is deregistered; the slot is freed at the end of this reactor turn.
+    Closed,
+}
+
+/// Why reading is paused. A connection reads only when no reason is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// The application called [`crate::Context::pause_reading`] (a slow consumer).
+    Application,
+    /// This connection's own write queue is above its high-water mark (a peer that does not
+    /// read its replies).
+    WriteQueue,
+}
+
+impl PauseReason {
+    const ALL: [PauseReason; 2] = [PauseReason::Application, PauseReason::WriteQueue];
+
+    fn bit(self) -> u8 {
+        match self {
+            PauseReason::Application => 1,
+            PauseReason::WriteQueue => 2,
+        }
+    }
+}
+
+/// The set of reasons reading is paused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Paused(u8);
+
+impl Paused {
+    /// True when reading is allowed.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether `reason` is one of the reasons.
+    pub fn contains(self, reason: PauseReason) -> bool {
+        self.0 & reason.bit() != 0
+    }
+
+    fn insert(&mut self, reason: PauseReason) {
+        self.0 |= reason.bit();
+    }
+
+    fn remove(&mut self, reason: PauseReason) {
+        self.0 &= !reason.bit();
+    }
+}
+
+impl fmt::Display for Paused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("reading");
+        }
+        let mut sep = "paused by ";
+        for r in PauseReason::ALL {
+            if self.contains(r) {
+                write!(f, "{sep}{r:?}")?;
+                sep = "+";
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one read attempt produced.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// Bytes were appended to the read buffer.
+    Data,
+    /// The socket has nothing more for now; wait for the next readable event.
+    WouldBlock,
+    /// The peer shut down its sending side (or closed).
+    Eof,
+    /// A real error (reset, ...).
+    Error(io::Error),
+}
+
+/// Reads are sized from this: enough for one of the article's ~58 KB frames plus change, so a
+/// stream of them takes about one `recv` per frame.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// A connection's whole state. Owned by the reactor's slab.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: ConnId,
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) outbound: bool,
+    state: State,
+    pub(crate) read_buf: BytesMut,
+    pub(crate) decoder: Decoder,
+    pub(crate) queue: WriteQueue,
+    paused: Paused,
+    paused_since: Option<Instant>,
+    paused_total: Duration,
+    /// Edge-triggered memory: the last event said readable and no read has hit `WouldBlock`.
+    pub(crate) readable: bool,
+    /// Edge-triggered memory: the last event said writable and no write has hit `WouldBlock`.
+    pub(crate) writable: bool,
+    /// The peer has finished sending (a read returned 0).
+    pub(crate) peer_eof: bool,
+    /// Shut down our sending side once the queue is empty (half-close).
+    pub(crate) shutdown_write_when_flushed: bool,
+    /// We have sent FIN.
+    pub(crate) write_shut: bool,
+    /// What the poller is currently asked for (`None`: not registered).
+    pub(crate) registered: Option<Interest>,
+    /// Queued in the reactor's ready list (more to read this turn) / dirty list (flush and
+    /// re-sync interest before sleeping). Flags keep each list free of duplicates.
+    pub(crate) in_ready: bool,
+    pub(crate) in_dirty: bool,
+    /// When the last frame completed (idle timeout) and whether an idle timer is in the heap.
+    pub(crate) last_frame_at: Instant,
+    pub(crate) idle_armed: bool,
+    /// Since when the write queue has been waiting to drain, and whether a timer is armed.
+    pub(crate) stall_since: Option<Instant>,
+    pub(crate) stall_armed: bool,
+    /// The reason a graceful close was started for, reported when the socket finally closes.
+    pub(crate) close_reason: Option<CloseReason>,
+    /// Close once the buffered frames and what the kernel already holds have been read
+    /// (graceful shutdown of the reactor).
+    pub(crate) finish_reading: bool,
+    /// The application heard `on_open` (or started the connect) and will hear `on_close`.
+    /// False for connections turned away with `busy`.
+    pub(crate) reported: bool,
+    pub(crate) frames_in: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) reads: u64,
+    pub(crate) opened_at: Instant,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: ConnId,
+        stream: TcpStream,
+        peer: Option<SocketAddr>,
+        outbound: bool,
+        decoder: Decoder,
+        queue: WriteQueue,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            id,
+            stream,
+            peer,
+            outbound,
+            state: if outbound {
+                State::Connecting
+            } else {
+                State::Open
+            },
+            read_buf: BytesMut::new(),
+            decoder,
+            queue,
+            paused: Paused::default(),
+            paused_since: None,
+            paused_total: Duration::ZERO,
+            readable: false,
+            // A fresh accepted socket has an empty send buffer: writable until proven otherwise.
+            writable: !outbound,
+            peer_eof: false,
+            shutdown_write_when_flushed: false,
+            write_shut: false,
+            registered: None,
+            in_ready: false,
+            in_dirty: false,
+            last_frame_at: now,
+            idle_armed: false,
+            stall_since: None,
+            stall_armed: false,
+            close_reason: None,
+            finish_reading: false,
+            reported: true,
+            frames_in: 0,
+            bytes_in: 0,
+            reads: 0,
+            opened_at: now,
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+
+    /// The one place a state changes, so every transition is a log line a reader can find.
+    pub(crate) fn set_state(&mut self, next: State, why: &str) {
+        if self.state != next {
+            log::debug!("{}: {:?} -> {:?} ({why})", self.id, self.state, next);
+            self.state = next;
+        }
+    }
+
+    /// Whether the application may queue frames (open, or still connecting).
+    pub(crate) fn accepts_sends(&self) -> bool {
+        matches!(self.state, State::Open | State::Connecting)
+    }
+
+    /// Whether buffered frames may be handed to the application now.
+    pub(crate) fn may_deliver(&self) -> bool {
+        self.state == State::Open && self.paused.is_empty()
+    }
+
+    pub(crate) fn paused(&self) -> Paused {
+        self.paused
+    }
+
+    /// Adds a pause reason. Returns true if reading was allowed and now is not.
+    pub(crate) fn pause(&mut self, reason: PauseReason, now: Instant) -> bool {
+        let was_reading = self.paused.is_empty();
+        self.paused.insert(reason);
+        if was_reading {
+            self.paused_since = Some(now);
+            log::debug!("{}: pause reading ({reason:?})", self.id);
+        }
+        was_reading
+    }
+
+    /// Removes a pause reason. Returns true if reading was not allowed and now is.
+    pub(crate) fn resume(&mut self, reason: PauseReason, now: Instant) -> bool {
+        if !self.paused.contains(reason) {
+            return false;
+        }
+        self.paused.remove(reason);
+        if !self.paused.is_empty() {
+            return false;
+        }
+        if let Some(since) = self.paused_since.take() {
+            self.paused_total += now.saturating_duration_since(since);
+        }
+        // Time spent paused by us is not the peer's idleness.
+        self.last_frame_at = now;
+        log::debug!("{}: resume reading ({reason:?} cleared)", self.id);
+        true
+    }
+
+    /// What to ask the poller for. See the module docs: this is the only place it is decided.
+    pub(crate) fn interest(&self) -> Option<Interest> {
+        let read = match self.state {
+            State::Open => self.paused.is_empty() && !self.peer_eof,
+            State::Lingering => !self.peer_eof,
+            State::Connecting | State::Flushing | State::Closed => false,
+        };
+        let write = match self.state {
+            State::Connecting => true,
+            State::Closed => false,
+            _ => !self.queue.is_empty(),
+        };
+        match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether the reactor should come back to this connection without waiting for an event:
+    /// it may read, and either the socket may hold more or complete frames are buffered.
+    pub(crate) fn has_pending_input(&self) -> bool {
+        self.may_deliver() && (self.readable || self.read_buf.len() >= crate::frame::HEADER_LEN)
+    }
+
+    /// Cuts the next complete frame out of the read buffer.
+    pub(crate) fn next_frame(&mut self, now: Instant) -> Result<Option<Bytes>, FrameError> {
+        let frame = self.decoder.decode(&mut self.read_buf)?;
+        if frame.is_some() {
+            self.frames_in += 1;
+            self.last_frame_at = now;
+        }
+        Ok(frame)
+    }
+
+    /// One `recv` into the read buffer's spare capacity.
+    ///
+    /// The buffer is grown to hold the rest of the frame in progress (bounded by the frame
+    /// limit, which the decoder already checked), or [`READ_CHUNK`] when the next frame's size
+    /// is not known yet. Growing to the whole frame costs address space, not memory: the
+    /// allocator maps large blocks lazily, and only bytes that arrive are touched.
+    pub(crate) fn read_some(&mut self) -> ReadOutcome {
+        let wanted = self.decoder.bytes_wanted(&self.read_buf).max(READ_CHUNK);
+        if self.read_buf.capacity() - self.read_buf.len() < wanted / 2 {
+            self.read_buf.reserve(wanted);
+        }
+        loop {
+            match recv_into(&self.stream, &mut self.read_buf) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    self.reads += 1;
+                    return ReadOutcome::Data;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadOutcome::Error(e),
+            }
+        }
+    }
+
+    /// Time spent with reading paused, up to `now`.
+    pub(crate) fn paused_time(&self, now: Instant) -> Duration {
+        self.paused_total
+            + self
+                .paused_since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+
+    /// The figures a user can read at any time.
+    pub(crate) fn figures(&self, now: Instant) -> ConnFigures {
+        let q = self.queue.figures();
+        let marks = self.queue.marks();
+        ConnFigures {
+            id: self.id,
+            peer: self.peer,
+            outbound: self.outbound,
+            state: self.state,
+            reading: self.paused,
+            queued_bytes: q.queued,
+            high_water: marks.high,
+            low_water: marks.low,
+            queue_limit: marks.limit,
+            peak_queued_bytes: q.peak,
+            high_water_crossings: q.high_water_crossings,
+            drain_events: q.drains,
+            frames_out: q.frames,
+            bytes_out: q.bytes_written,
+            writes: q.writes,
+            frames_in: self.frames_in,
+            bytes_in: self.bytes_in,
+            reads: self.reads,
+            read_buffered_bytes: self.read_buf.len(),
+            paused_time: self.paused_time(now),
+            age: now.saturating_duration_since(self.opened_at),
+        }
+    }
+}
+
+/// `recv(2)` into the spare capacity of `buf`, then commits exactly the bytes received.
+///
+/// `std::io::Read::read` wants an initialised `&mut [u8]`; zero-filling 64 KiB before every
+/// read would cost about as much as the read itself, and handing uninitialised memory to
+/// `read` as `&mut [u8]` is undefined behaviour. `recv` takes a raw pointer, so neither is
+/// needed.
+fn recv_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.chunk_mut();
+    let len = spare.len();
+    let ptr = spare.as_mut_ptr();
+    // SAFETY: `ptr` points to `len` bytes of spare capacity owned by `buf`, valid for writes
+    // for the duration of the call (we hold `&mut buf`). recv writes at most `len` bytes and
+    // returns how many it wrote (or -1 and writes nothing we rely on). The fd is owned by
+    // `stream`, which outlives the call.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), ptr.cast(), len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised exactly `n <= len` bytes starting at `ptr`, the start of
+    // the spare capacity, so advancing the length by `n` exposes only initialised bytes.
+    unsafe { buf.advance_mut(n) };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write_queue::Marks;
+    use std::io::Write;
+
+    fn pair() -> (std::net::TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, TcpStream::from_std(b))
+    }
+
+    fn conn(stream: TcpStream) -> Connection {
+        let marks = Marks {
+            high: 100,
+            low: 10,
+            limit: 1000,
+        };
+        Connection::new(
+            ConnId::new(0, 0),
+            stream,
+            None,
+            false,
+            Decoder::new(1 << 20),
+            WriteQueue::new(marks),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn recv_into_appends_exactly_what_arrived() {
+        let (mut a, b) = pair();
+        let mut c = conn(b);
+        c.read_buf.extend_from_slice(b"kept");
+        a.write_all(b"hello").unwrap();
+        a.flush().unwrap();
+        // Loopback delivery is not instantaneous: poll the non-blocking socket until it has data.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.read_some() {
+                ReadOutcome::Data => break,
+                ReadOutcome::WouldBlock if Instant::now() < deadline => std::thread::yield_now(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(&c.read_buf[..], b"kepthello");
+        assert!(c.read_buf.capacity() >= READ_CHUNK);
+        drop(a);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.read_some() {
+                ReadOutcome::Eof => break,
+                ReadOutcome::WouldBlock if Instant::now() < deadline => std::thread::yield_now(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn interest_follows_queue_and_pause_state() {
+        let (_a, b) = pair();
+        let mut c = conn(b);
+        let now = Instant::now();
+        assert_eq!(c.interest(), Some(Interest::READABLE));
+        let _ = c.queue.push_json(&1, 100).unwrap();
+        assert_eq!(c.interest(), Some(Interest::READABLE | Interest::WRITABLE));
+        assert!(c.pause(PauseReason::Application, now));
+        assert_eq!(c.interest(), Some(Interest::WRITABLE));
+        assert!(!c.pause(PauseReason::WriteQueue, now), "already paused");
+        assert!(!c.resume(PauseReason::Application, now), "still paused by the queue");
+        assert_eq!(c.paused().to_string(), "paused by WriteQueue");
+        assert!(c.resume(PauseReason::WriteQueue, now));
+        c.set_state(State::Flushing, "test");
+        assert_eq!(c.interest(), Some(Interest::WRITABLE));
+        c.queue.clear();
+        assert_eq!(c.interest(), None);
+    }
+}

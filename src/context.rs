@@ -1,0 +1,145 @@
+//! What a handler can do: the [`Context`] passed to every callback.
+//!
+//! Every method acts on the reactor's own state and returns at once; nothing here blocks or
+//! performs I/O on the spot. Frames are queued and written before the reactor next sleeps,
+//! so many replies produced in one turn leave in one `writev`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::conn::{ConnId, PauseReason};
+use crate::engine::Engine;
+use crate::handle::Handle;
+use crate::handler::CloseReason;
+use crate::stats::{ConnFigures, ReactorFigures};
+use crate::timer::TimerId;
+use crate::write_queue::{Pressure, SendError};
+
+/// The application's view of the reactor, passed to every [`crate::Handler`] callback.
+pub struct Context<'a> {
+    engine: &'a mut Engine,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(engine: &'a mut Engine) -> Context<'a> {
+        Context { engine }
+    }
+
+    /// Encodes `msg` as JSON and queues it as one frame on `conn`.
+    ///
+    /// Returns [`Pressure::High`] once the queue has reached its high-water mark: the frame
+    /// was queued, but stop producing for this connection until
+    /// [`crate::Handler::on_drain`]. Past the hard limit the frame is refused with
+    /// [`SendError::QueueFull`] and nothing is queued.
+    pub fn send<T: Serialize + ?Sized>(&mut self, conn: ConnId, msg: &T) -> Result<Pressure, SendError> {
+        self.engine.send_json(conn, msg)
+    }
+
+    /// Queues `payload`, which must already be one JSON value as UTF-8 text (for example a
+    /// received [`crate::RawJson`]'s bytes), as one frame. Large payloads are queued without
+    /// copying. The payload is not re-validated. Pressure as for [`Context::send`].
+    pub fn send_payload(&mut self, conn: ConnId, payload: impl Into<Bytes>) -> Result<Pressure, SendError> {
+        self.engine.send_payload(conn, payload.into())
+    }
+
+    /// Stops reading `conn` until [`Context::resume_reading`]: the slow consumer's move. Its
+    /// unread bytes fill our kernel receive buffer, the TCP window closes, and the peer's
+    /// writes back up into its own queue. Returns false if it was already paused (for any
+    /// reason) or is not open.
+    pub fn pause_reading(&mut self, conn: ConnId) -> bool {
+        self.engine.pause(conn, PauseReason::Application)
+    }
+
+    /// Undoes [`Context::pause_reading`]. Reading restarts unless another reason (the
+    /// connection's own write queue above its high-water mark) still holds it. Returns true if
+    /// reading restarted.
+    pub fn resume_reading(&mut self, conn: ConnId) -> bool {
+        self.engine.resume(conn, PauseReason::Application)
+    }
+
+    /// Closes `conn` gracefully: no more messages are delivered, everything queued is sent,
+    /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed.
+    pub fn close(&mut self, conn: ConnId) {
+        self.engine.close(conn, CloseReason::Closed);
+    }
+
+    /// Shuts down our sending side once everything queued is delivered (half-close); the
+    /// connection keeps reading. This is how a producer says "that was the last frame".
+    pub fn close_write(&mut self, conn: ConnId) {
+        self.engine.close_write(conn);
+    }
+
+    /// Closes `conn` at once, discarding whatever is queued.
+    pub fn abort(&mut self, conn: ConnId) {
+        let discarded = self.engine.conn_ref(conn).map_or(0, |c| c.queue.len());
+        self.engine.teardown(conn, CloseReason::Aborted { discarded });
+    }
+
+    /// Connects to `addr` without blocking. The id is usable at once (sends are queued);
+    /// [`crate::Handler::on_open`] follows on success, [`crate::Handler::on_close`] with
+    /// [`CloseReason::ConnectFailed`] on failure.
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.engine.connect(addr)
+    }
+
+    /// Starts listening on `addr`; returns the bound address (port 0 picks a free port).
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        self.engine.listen(addr)
+    }
+
+    /// Calls [`crate::Handler::on_timer`] with `data` after `after` has passed.
+    pub fn set_timer(&mut self, after: Duration, data: u64) -> TimerId {
+        let at = self.engine.now + after;
+        self.engine.timers.set_app(at, data)
+    }
+
+    /// Cancels a timer. Returns false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.engine.timers.cancel_app(timer)
+    }
+
+    /// Whether `conn` is open (or connecting) and accepts sends.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.engine.conn_ref(conn).is_some_and(|c| c.accepts_sends())
+    }
+
+    /// Bytes queued on `conn` (0 if it is closed).
+    pub fn queued_bytes(&self, conn: ConnId) -> usize {
+        self.engine.conn_ref(conn).map_or(0, |c| c.queue.len())
+    }
+
+    /// Everything known about `conn`, or `None` if it is closed.
+    pub fn conn_figures(&self, conn: ConnId) -> Option<ConnFigures> {
+        self.engine.conn_figures(conn)
+    }
+
+    /// Reactor-wide figures.
+    pub fn figures(&self) -> ReactorFigures {
+        self.engine.figures()
+    }
+
+    /// The time at the start of this reactor turn (cheaper than `Instant::now()`, and the
+    /// same for every callback in the turn).
+    pub fn now(&self) -> Instant {
+        self.engine.now
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        self.engine.handle()
+    }
+
+    /// Starts a graceful shutdown (see [`Handle::shutdown`]).
+    pub fn shutdown(&mut self, grace: Duration) {
+        self.engine.begin_shutdown(grace);
+    }
+
+    /// Stops the reactor at once; connections are dropped.
+    pub fn stop(&mut self) {
+        self.engine.stop_now();
+    }
+}

@@ -1,0 +1,616 @@
+//! The reactor's state, and every operation on it that does not call the application.
+//!
+//! The [`crate::Reactor`] owns an `Engine` and the application's handler side by side. The
+//! engine never calls the handler: whatever the application must hear about (a connection
+//! opened, a queue drained, a connection closed) becomes a [`Notice`], and the reactor
+//! delivers notices after each step. That keeps callbacks from nesting, and lets the
+//! [`crate::Context`] a handler receives be a plain `&mut Engine`.
+//!
+//! Invariants kept here:
+//! - A slab slot is freed only at the end of a reactor turn ([`Engine::reap`]), never while
+//!   the turn's events are being handled, so a stale event can never reach a new tenant.
+//!   Every list that outlives a step (ready, dirty) holds [`ConnId`]s, checked by generation.
+//! - Every connection whose queue, pause state or life state changed this turn is in the
+//!   dirty list; before the reactor sleeps, [`Engine::flush_dirty`] writes what it can and
+//!   re-syncs poller interest for each of them, in one place ([`Engine::sync_interest`]).
+//! - `queued` is the sum of every connection's queue length.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpListener;
+use mio::{Poll, Token, Waker};
+use serde::Serialize;
+use slab::Slab;
+
+use crate::buf_pool::BufPool;
+use crate::config::Config;
+use crate::conn::{ConnId, Connection, PauseReason, State};
+use crate::frame::FrameError;
+use crate::handle::{self, Command, Handle};
+use crate::handler::CloseReason;
+use crate::message::DecodeError;
+use crate::stats::{ConnFigures, ReactorFigures};
+use crate::timer::{Due, TimerId, Timers};
+use crate::write_queue::{Pressure, SendError, WriteQueue};
+
+/// The waker's token; slab keys never get this high.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// The signal pipe's token.
+pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// Commands a handle may have waiting before senders are told the channel is full.
+const COMMAND_CAPACITY: usize = 4096;
+
+/// Something the application must be told, delivered by the reactor after the current step.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    Open(ConnId),
+    Drain(ConnId),
+    PeerShutdown(ConnId),
+    Closed(ConnId, CloseReason),
+    Timer(TimerId, u64),
+}
+
+/// A listening socket.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    /// Shutting down: deregistered, freed at the end of the turn.
+    pub(crate) closed: bool,
+}
+
+/// What occupies a slab slot.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    Listener(Listener),
+    Conn(Connection),
+}
+
+/// Whether the reactor is serving, finishing, or done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunState {
+    Running,
+    /// Not accepting; connections finish what they have; dropped at `deadline`.
+    ShuttingDown { deadline: Instant },
+    Stopped,
+}
+
+/// Counters for [`ReactorFigures`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: u64,
+    pub(crate) rejected_busy: u64,
+    pub(crate) closed: u64,
+    pub(crate) frames_in: u64,
+    pub(crate) invalid_frames: u64,
+    pub(crate) turns: u64,
+}
+
+/// The reactor's state. See the module docs.
+pub(crate) struct Engine {
+    pub(crate) poll: Poll,
+    pub(crate) config: Config,
+    pub(crate) slots: Slab<Slot>,
+    generation: u32,
+    /// The time at the start of this turn; one `Instant::now()` per wake-up, not per frame.
+    pub(crate) now: Instant,
+    pub(crate) timers: Timers,
+    /// Connections that still have input to handle but ran out of budget this turn.
+    pub(crate) ready: VecDeque<ConnId>,
+    /// Connections to flush and re-sync before sleeping.
+    dirty: Vec<ConnId>,
+    /// Slots to free at the end of the turn.
+    pub(crate) dead: Vec<usize>,
+    pub(crate) notices: VecDeque<Notice>,
+    pub(crate) pool: BufPool,
+    handle: Handle,
+    pub(crate) commands: Receiver<Command>,
+    /// The command channel may hold more than one turn's share.
+    pub(crate) commands_pending: bool,
+    pub(crate) run: RunState,
+    pub(crate) signals: Option<(signal_hook_mio::v1_0::Signals, Duration)>,
+    /// Connections counted against `max_connections` (connecting, open, flushing).
+    pub(crate) open: usize,
+    pub(crate) lingering: usize,
+    /// Bytes queued across all connections.
+    pub(crate) queued: usize,
+    pub(crate) counters: Counters,
+}
+
+/// Finds a live connection by id, checking the generation. A free function over the slab
+/// (not a method) so callers can hold it while touching the engine's other fields.
+pub(crate) fn conn_mut(slots: &mut Slab<Slot>, id: ConnId) -> Option<&mut Connection> {
+    match slots.get_mut(id.index()) {
+        Some(Slot::Conn(c)) if c.id == id && c.state() != State::Closed => Some(c),
+        _ => None,
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<ConnId>, conn: &mut Connection) {
+    if !conn.in_dirty {
+        conn.in_dirty = true;
+        dirty.push(conn.id);
+    }
+}
+
+pub(crate) fn mark_ready(ready: &mut VecDeque<ConnId>, conn: &mut Connection) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push_back(conn.id);
+    }
+}
+
+impl Engine {
+    pub(crate) fn new(config: Config) -> io::Result<Engine> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (handle, commands) = handle::channel(waker, COMMAND_CAPACITY);
+        Ok(Engine {
+            poll,
+            config,
+            slots: Slab::new(),
+            generation: 0,
+            now: Instant::now(),
+            timers: Timers::default(),
+            ready: VecDeque::new(),
+            dirty: Vec::new(),
+            dead: Vec::new(),
+            notices: VecDeque::new(),
+            pool: BufPool::default(),
+            handle,
+            commands,
+            commands_pending: false,
+            run: RunState::Running,
+            signals: None,
+            open: 0,
+            lingering: 0,
+            queued: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub(crate) fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        self.generation
+    }
+
+    pub(crate) fn conn(&mut self, id: ConnId) -> Option<&mut Connection> {
+        conn_mut(&mut self.slots, id)
+    }
+
+    pub(crate) fn conn_ref(&self, id: ConnId) -> Option<&Connection> {
+        match self.slots.get(id.index()) {
+            Some(Slot::Conn(c)) if c.id == id && c.state() != State::Closed => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Schedules a connection for flush and interest re-sync before the reactor sleeps.
+    pub(crate) fn touch(&mut self, id: ConnId) {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            mark_dirty(&mut self.dirty, conn);
+        }
+    }
+
+    /// Schedules a connection to be read again this turn or the next, without an event.
+    pub(crate) fn defer(&mut self, id: ConnId) {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            mark_ready(&mut self.ready, conn);
+        }
+    }
+
+    // ----- sending: the application's end of the chain -------------------------------------
+
+    /// Encodes `msg` into `id`'s write queue.
+    pub(crate) fn send_json<T: Serialize + ?Sized>(
+        &mut self,
+        id: ConnId,
+        msg: &T,
+    ) -> Result<Pressure, SendError> {
+        let max = self.config.max_frame;
+        self.push(id, |q| q.push_json(msg, max))
+    }
+
+    /// Queues `payload` (already JSON text) on `id`.
+    pub(crate) fn send_payload(&mut self, id: ConnId, payload: Bytes) -> Result<Pressure, SendError> {
+        let max = self.config.max_frame;
+        self.push(id, |q| q.push_payload(payload, max))
+    }
+
+    /// Queues a frame and applies the water marks: this is where the application's write
+    /// queue grows, and where, past the high-water mark, the connection stops reading so a
+    /// peer that does not read its replies cannot make us buffer them without bound.
+    fn push(
+        &mut self,
+        id: ConnId,
+        op: impl FnOnce(&mut WriteQueue) -> Result<Pressure, SendError>,
+    ) -> Result<Pressure, SendError> {
+        let now = self.now;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return Err(SendError::Closed);
+        };
+        if !conn.accepts_sends() {
+            return Err(SendError::Closed);
+        }
+        let before = conn.queue.len();
+        let pressure = op(&mut conn.queue)?;
+        self.queued += conn.queue.len() - before;
+        if before == 0 {
+            // The queue starts waiting for the peer now; see `check_write_stall`.
+            conn.stall_since = Some(now);
+            if let Some(timeout) = self.config.write_timeout {
+                if !conn.stall_armed {
+                    conn.stall_armed = true;
+                    self.timers.push(now + timeout, Due::WriteStall(id));
+                }
+            }
+        }
+        if pressure.is_high()
+            && self.config.pause_reads_above_high_water
+            && conn.state() == State::Open
+        {
+            conn.pause(PauseReason::WriteQueue, now);
+        }
+        mark_dirty(&mut self.dirty, conn);
+        Ok(pressure)
+    }
+
+    /// The contract's reply to a payload that is not JSON; the connection stays open.
+    pub(crate) fn reply_invalid_json(&mut self, id: ConnId, error: &DecodeError) {
+        self.counters.invalid_frames += 1;
+        let reply = serde_json::json!({"error": "invalid_json", "detail": error.detail()});
+        if let Err(e) = self.send_json(id, &reply) {
+            log::debug!("{id}: invalid_json reply not queued: {e}");
+        }
+    }
+
+    /// A framing error is fatal for the stream: reply if possible, then close.
+    pub(crate) fn frame_error(&mut self, id: ConnId, error: FrameError) {
+        log::info!("{id}: {error}");
+        let reason = match error {
+            FrameError::TooLarge { limit, got } => {
+                let reply = serde_json::json!({"error": "frame_too_large", "limit": limit, "got": got});
+                if let Err(e) = self.send_json(id, &reply) {
+                    log::debug!("{id}: frame_too_large reply not queued: {e}");
+                }
+                CloseReason::FrameTooLarge { limit, got }
+            }
+            FrameError::Truncated { missing } => CloseReason::Truncated { missing },
+        };
+        self.close(id, reason);
+    }
+
+    // ----- pausing: the consumer's end of the chain ----------------------------------------
+
+    /// Stops reading `id` for `reason`. With READABLE interest gone, unread bytes stay in the
+    /// kernel's receive buffer, which fills, which closes the TCP window: the peer's sends
+    /// back up into *its* write queue. That is how a slow consumer pushes back.
+    pub(crate) fn pause(&mut self, id: ConnId, reason: PauseReason) -> bool {
+        let now = self.now;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return false;
+        };
+        let changed = conn.pause(reason, now);
+        mark_dirty(&mut self.dirty, conn);
+        changed
+    }
+
+    /// Removes a pause reason; if none is left, reading resumes. Bytes that arrived while
+    /// paused produced no event (the readiness edge came and went, or never came because we
+    /// did not ask), so the connection goes on the ready list to be read without one.
+    pub(crate) fn resume(&mut self, id: ConnId, reason: PauseReason) -> bool {
+        let now = self.now;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return false;
+        };
+        let resumed = conn.resume(reason, now);
+        if resumed && conn.has_pending_input() {
+            mark_ready(&mut self.ready, conn);
+        }
+        mark_dirty(&mut self.dirty, conn);
+        resumed
+    }
+
+    // ----- closing ---------------------------------------------------------------------
+
+    /// Graceful close: stop reading, deliver everything queued, send FIN, linger, close.
+    /// The first reason given is the one reported.
+    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        match conn.state() {
+            State::Open => {}
+            State::Connecting => return self.teardown(id, reason),
+            State::Flushing | State::Lingering | State::Closed => return,
+        }
+        conn.close_reason = Some(reason);
+        conn.set_state(State::Flushing, "close requested");
+        self.pool.put(std::mem::take(&mut conn.read_buf));
+        mark_dirty(&mut self.dirty, conn);
+    }
+
+    /// Half-close: send FIN once everything queued is delivered; keep reading.
+    pub(crate) fn close_write(&mut self, id: ConnId) {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            conn.shutdown_write_when_flushed = true;
+            mark_dirty(&mut self.dirty, conn);
+        }
+    }
+
+    /// Called when a graceful close has delivered everything.
+    fn finish_close(&mut self, id: ConnId) {
+        let now = self.now;
+        let linger = self.config.linger;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
+        // If the peer already finished sending there is nothing unread to turn our close
+        // into a RST, and if lingering is off there is nothing to wait for.
+        if conn.peer_eof || linger.is_zero() {
+            return self.teardown(id, reason);
+        }
+        if let Err(e) = conn.stream.shutdown(std::net::Shutdown::Write) {
+            log::debug!("{id}: shutdown(Write) failed: {e}");
+            return self.teardown(id, reason);
+        }
+        conn.write_shut = true;
+        conn.close_reason = Some(reason);
+        conn.set_state(State::Lingering, "queue delivered, FIN sent");
+        self.open -= 1;
+        self.lingering += 1;
+        self.timers.push(now + linger, Due::Linger(id));
+        if conn.readable {
+            mark_ready(&mut self.ready, conn);
+        }
+        mark_dirty(&mut self.dirty, conn);
+    }
+
+    /// Immediate close: deregister, discard the queue, report `reason`. The slot is freed at
+    /// the end of the turn.
+    pub(crate) fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        self.queued -= conn.queue.clear();
+        if conn.registered.take().is_some() {
+            // Errors here mean the fd is already gone from the poller; nothing to undo.
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        match conn.state() {
+            State::Lingering => self.lingering -= 1,
+            State::Closed => return,
+            _ => self.open -= 1,
+        }
+        conn.set_state(State::Closed, reason.name());
+        self.pool.put(std::mem::take(&mut conn.read_buf));
+        self.counters.closed += 1;
+        if conn.reported {
+            self.notices.push_back(Notice::Closed(id, reason));
+        }
+        self.dead.push(id.index());
+    }
+
+    /// Frees the slots of connections and listeners closed this turn. Runs once per turn,
+    /// after every event of the batch was handled (see the module docs).
+    pub(crate) fn reap(&mut self) {
+        for key in self.dead.drain(..) {
+            let done = match self.slots.get(key) {
+                Some(Slot::Conn(c)) => c.state() == State::Closed,
+                Some(Slot::Listener(l)) => l.closed,
+                None => false,
+            };
+            if done {
+                self.slots.remove(key);
+            }
+        }
+    }
+
+    // ----- input side helpers used by the reactor's read path ------------------------------
+
+    /// The peer shut down its sending side.
+    pub(crate) fn peer_eof(&mut self, id: ConnId) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        conn.peer_eof = true;
+        conn.readable = false;
+        mark_dirty(&mut self.dirty, conn);
+        if conn.state() == State::Lingering {
+            let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
+            return self.teardown(id, reason);
+        }
+        if let Some(e) = conn.decoder.truncation(&conn.read_buf) {
+            return self.frame_error(id, e);
+        }
+        self.notices.push_back(Notice::PeerShutdown(id));
+    }
+
+    /// Reads and discards while lingering; closes when the peer does.
+    pub(crate) fn linger_read(&mut self, id: ConnId) {
+        for _ in 0..crate::reactor::READS_PER_TURN {
+            let Some(conn) = conn_mut(&mut self.slots, id) else {
+                return;
+            };
+            if conn.state() != State::Lingering {
+                return;
+            }
+            if conn.read_buf.capacity() == 0 {
+                conn.read_buf = self.pool.take();
+            }
+            let outcome = conn.read_some();
+            conn.read_buf.clear();
+            match outcome {
+                crate::conn::ReadOutcome::Data => {}
+                crate::conn::ReadOutcome::WouldBlock => {
+                    conn.readable = false;
+                    self.pool.put(std::mem::take(&mut conn.read_buf));
+                    return;
+                }
+                crate::conn::ReadOutcome::Eof | crate::conn::ReadOutcome::Error(_) => {
+                    let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
+                    return self.teardown(id, reason);
+                }
+            }
+        }
+        self.defer(id);
+    }
+
+    // ----- output side: flush and interest, once per turn ----------------------------------
+
+    /// Writes what each dirty connection's kernel buffer will take and re-syncs its poller
+    /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
+    /// handling one batch of events goes out in as few `writev` calls as possible.
+    pub(crate) fn flush_dirty(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(conn) = conn_mut(&mut self.slots, id) else {
+                continue;
+            };
+            conn.in_dirty = false;
+            self.flush(id);
+            self.sync_interest(id);
+        }
+    }
+
+    /// Writes until the queue is empty or the kernel's send buffer is full (`WouldBlock`:
+    /// the next link of the chain is pushing back). Then applies the low-water mark.
+    fn flush(&mut self, id: ConnId) {
+        let now = self.now;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        if !matches!(conn.state(), State::Open | State::Flushing) {
+            return;
+        }
+        let before = conn.queue.len();
+        let mut failure = None;
+        while conn.writable && !conn.queue.is_empty() {
+            match conn.queue.write_to(&mut conn.stream) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(_) => {}
+                // Edge-triggered: remember that the socket is full; the next WRITABLE event
+                // (we stay registered for it while the queue is non-empty) sets this again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.queued -= before - conn.queue.len();
+        if let Some(e) = failure {
+            log::debug!("{id}: write failed: {e}");
+            return self.teardown(id, CloseReason::Io(e));
+        }
+        if conn.queue.take_drain() {
+            // Fallen to the low-water mark after a crossing: the producer may resume, and so
+            // may reading if the queue was what paused it.
+            conn.stall_since = (!conn.queue.is_empty()).then_some(now);
+            if conn.resume(PauseReason::WriteQueue, now) && conn.has_pending_input() {
+                mark_ready(&mut self.ready, conn);
+            }
+            self.notices.push_back(Notice::Drain(id));
+        }
+        if conn.queue.is_empty() {
+            conn.stall_since = None;
+            if conn.shutdown_write_when_flushed && !conn.write_shut {
+                conn.write_shut = true;
+                if let Err(e) = conn.stream.shutdown(std::net::Shutdown::Write) {
+                    log::debug!("{id}: shutdown(Write) failed: {e}");
+                }
+            }
+            if conn.state() == State::Flushing {
+                self.finish_close(id);
+            }
+        }
+    }
+
+    /// Makes the poller's registration match [`Connection::interest`]. The only place that
+    /// calls `register`, `reregister` or `deregister` for a connection.
+    pub(crate) fn sync_interest(&mut self, id: ConnId) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        let want = conn.interest();
+        if want == conn.registered {
+            return;
+        }
+        let registry = self.poll.registry();
+        let token = Token(id.index());
+        let result = match (conn.registered, want) {
+            (None, Some(i)) => registry.register(&mut conn.stream, token, i),
+            (Some(_), Some(i)) => registry.reregister(&mut conn.stream, token, i),
+            // Nothing to read and nothing to write: not even a hang-up can change what we
+            // would do, so stop watching. A paused connection's peer reset is noticed on resume.
+            (Some(_), None) => registry.deregister(&mut conn.stream),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                log::trace!("{id}: interest {:?} -> {want:?}", conn.registered);
+                conn.registered = want;
+            }
+            Err(e) => {
+                log::warn!("{id}: poller registration failed: {e}");
+                conn.registered = None;
+                self.teardown(id, CloseReason::Io(e));
+            }
+        }
+    }
+
+    // ----- figures ---------------------------------------------------------------------
+
+    pub(crate) fn conn_figures(&self, id: ConnId) -> Option<ConnFigures> {
+        self.conn_ref(id).map(|c| c.figures(self.now))
+    }
+
+    pub(crate) fn figures(&self) -> ReactorFigures {
+        let paused = self
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Conn(c) if c.state() == State::Open && !c.paused().is_empty()))
+            .count();
+        ReactorFigures {
+            open_connections: self.open,
+            lingering_connections: self.lingering,
+            paused_connections: paused,
+            queued_bytes: self.queued,
+            accepted: self.counters.accepted,
+            rejected_busy: self.counters.rejected_busy,
+            closed: self.counters.closed,
+            frames_in: self.counters.frames_in,
+            invalid_frames: self.counters.invalid_frames,
+            turns: self.counters.turns,
+            timers: self.timers.len(),
+        }
+    }
+
+    /// The poll timeout: zero if work is waiting, else until the nearest deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || self.commands_pending || !self.notices.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut next = self.timers.next_deadline();
+        if let RunState::ShuttingDown { deadline } = self.run {
+            next = Some(next.map_or(deadline, |t| t.min(deadline)));
+        }
+        next.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+}

@@ -1,0 +1,276 @@
+//! What a payload becomes: the [`Decode`] trait and the [`RawJson`] message.
+//!
+//! A [`crate::Handler`] names its message type, and the reactor turns every payload into one
+//! with [`Decode::decode`] exactly once. Three choices cover most programs:
+//!
+//! - `serde_json::Value`: a tree, for programs that look at arbitrary JSON;
+//! - your own `#[derive(Deserialize)]` struct: typed, parsed once straight from the payload;
+//! - [`RawJson`]: the payload checked for valid JSON but not turned into anything, which is
+//!   the cheapest choice for programs that only forward, count or store messages.
+//!
+//! Invariant: whatever the type, a payload that is not valid UTF-8 JSON is reported as a
+//! [`DecodeError`] (and answered with `invalid_json` on the wire), never passed on, and never
+//! able to overflow the stack: nesting deeper than [`MAX_DEPTH`] is an error.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Deepest nesting of arrays and objects accepted: serde_json's recursion limit (it allows
+/// 127 levels), which applies to `Value`, typed structs and [`RawJson`] alike. Deeper input is
+/// an `invalid_json` error, not a stack overflow.
+pub const MAX_DEPTH: usize = 127;
+
+/// A payload that is not valid UTF-8 JSON. The connection survives it: framing is intact, so
+/// the next frame starts where this one ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    detail: String,
+}
+
+impl DecodeError {
+    /// A decode error with a human-readable explanation.
+    pub fn new(detail: impl Into<String>) -> DecodeError {
+        DecodeError {
+            detail: detail.into(),
+        }
+    }
+
+    /// What was wrong, as sent to the peer in `{"error":"invalid_json","detail":…}`.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid JSON payload: {}", self.detail)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Turns one frame's payload into a message. Implemented for every `DeserializeOwned` type
+/// and for [`RawJson`].
+pub trait Decode: Sized {
+    /// Decodes one payload. The payload is a zero-copy slice of the read buffer.
+    fn decode(payload: Bytes) -> Result<Self, DecodeError>;
+}
+
+/// Every serde type decodes by one parse of the payload. UTF-8 is checked up front for the
+/// whole payload (a fast pass) because serde_json does not check it inside values a struct
+/// ignores, and the contract promises `invalid_json` for any non-UTF-8 payload.
+impl<T: DeserializeOwned> Decode for T {
+    fn decode(payload: Bytes) -> Result<T, DecodeError> {
+        let text = utf8(&payload)?;
+        serde_json::from_str(text).map_err(|e| DecodeError::new(e.to_string()))
+    }
+}
+
+fn utf8(payload: &[u8]) -> Result<&str, DecodeError> {
+    if payload.is_empty() {
+        return Err(DecodeError::new("empty payload"));
+    }
+    std::str::from_utf8(payload).map_err(|e| DecodeError::new(format!("invalid UTF-8: {e}")))
+}
+
+/// A payload known to hold exactly one valid JSON value, kept as the bytes that arrived.
+///
+/// Decoding a `RawJson` validates (UTF-8, syntax, nesting depth) without building a tree and
+/// without copying: the bytes are a slice of the read buffer. Sending one back with
+/// [`crate::Context::send_payload`] is zero-copy too, which is what an echo server wants.
+///
+/// ```
+/// use highwater::{Decode, RawJson};
+///
+/// let raw = RawJson::decode(bytes::Bytes::from_static(br#"{"id": 7}"#)).unwrap();
+/// assert_eq!(raw.as_str(), r#"{"id": 7}"#);
+/// let v: serde_json::Value = raw.parse().unwrap();
+/// assert_eq!(v["id"], 7);
+/// assert!(RawJson::decode(bytes::Bytes::from_static(b"{oops")).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson {
+    bytes: Bytes,
+}
+
+impl RawJson {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        // Validated in `decode`, and `bytes` is immutable since; the check is repeated
+        // rather than skipped with `unsafe` because this accessor is not on a hot path.
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+
+    /// The JSON text as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Length of the JSON text in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: an empty payload is not valid JSON. Present for API symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The underlying bytes, for example to send them on unchanged.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Parses the text into a typed value. This is a second parse; if every message needs one,
+    /// name the type as the handler's message type instead and it is parsed once.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        serde_json::from_slice(&self.bytes).map_err(|e| DecodeError::new(e.to_string()))
+    }
+}
+
+impl Decode for RawJson {
+    fn decode(payload: Bytes) -> Result<RawJson, DecodeError> {
+        let text = utf8(&payload)?;
+        serde_json::from_str::<Validate>(text).map_err(|e| DecodeError::new(e.to_string()))?;
+        Ok(RawJson { bytes: payload })
+    }
+}
+
+/// Accepts any JSON value and keeps nothing of it: serde_json does the tokenising and the
+/// number and string checks (strings are checked for valid escapes), we build nothing.
+///
+/// serde_json's `IgnoredAny` would be slightly faster but skips nesting without a depth limit
+/// and does not look inside strings. Going through `deserialize_any` instead puts every value
+/// under serde_json's recursion limit, so "too deeply nested" is `invalid_json` whatever
+/// message type a handler picks.
+struct Validate;
+
+impl<'de> de::Deserialize<'de> for Validate {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Validate, D::Error> {
+        de.deserialize_any(Validate)
+    }
+}
+
+impl<'de> Visitor<'de> for Validate {
+    type Value = Validate;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+    fn visit_unit<E>(self) -> Result<Validate, E> {
+        Ok(Validate)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Validate, A::Error> {
+        while seq.next_element::<Validate>()?.is_some() {}
+        Ok(Validate)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Validate, A::Error> {
+        while map.next_entry::<Validate, Validate>()?.is_some() {}
+        Ok(Validate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    fn raw(s: &[u8]) -> Result<RawJson, DecodeError> {
+        RawJson::decode(Bytes::copy_from_slice(s))
+    }
+
+    #[test]
+    fn raw_json_accepts_every_kind_of_value() {
+        for ok in [
+            &b"null"[..],
+            b"true",
+            b"-1.5e3",
+            b"18446744073709551615",
+            br#""\u00e9\n""#,
+            br#"{"a":[1,{"b":null}],"c":"d"}"#,
+            b"  [ ]  ",
+        ] {
+            assert!(raw(ok).is_ok(), "{:?}", String::from_utf8_lossy(ok));
+        }
+    }
+
+    #[test]
+    fn raw_json_rejects_garbage_empty_and_trailing_bytes() {
+        for bad in [&b""[..], b"   ", b"{", b"[1,]", b"1 2", b"nul", b"\"open"] {
+            assert!(raw(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_by_every_message_type() {
+        let bad = b"\"\xff\xfe\"";
+        assert!(raw(bad).is_err());
+        assert!(Value::decode(Bytes::from_static(bad)).is_err());
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Typed {
+            a: u8,
+        }
+        // Even inside a field the struct ignores.
+        let hidden = b"{\"a\":1,\"skip\":\"\xff\"}";
+        assert!(Typed::decode(Bytes::from_static(hidden)).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let err = raw(deep.as_bytes()).unwrap_err();
+        assert!(err.detail().contains("recursion limit"), "{err}");
+        assert!(Value::decode(Bytes::from(deep)).is_err());
+    }
+
+    #[test]
+    fn nesting_at_the_limit_is_accepted() {
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(raw(ok.as_bytes()).is_ok());
+        let too_deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(raw(too_deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn raw_json_keeps_the_payload_without_copying() {
+        let payload = Bytes::from_static(br#"{"x":1}"#);
+        let ptr = payload.as_ptr();
+        let raw = RawJson::decode(payload).unwrap();
+        assert_eq!(raw.as_bytes().as_ptr(), ptr);
+        assert_eq!(raw.len(), 7);
+    }
+
+    #[test]
+    fn typed_messages_decode_in_one_parse() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Req {
+            id: u32,
+        }
+        let r = Req::decode(Bytes::from_static(br#"{"id":9}"#)).unwrap();
+        assert_eq!(r, Req { id: 9 });
+        assert!(Req::decode(Bytes::from_static(br#"{"id":"nine"}"#)).is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The poll loop. One screen, on purpose:
+//!
+//! ```text
+//! loop {
+//!     poll(timeout = 0 if work is waiting, else until the nearest deadline)
+//!     for each event: accept / record readiness and read / signals / commands
+//!     read connections left over from last turn (the ready list: fairness)
+//!     fire due timers
+//!     flush every dirty connection, re-sync interest      <- before sleeping, once
+//!     free the slots of connections closed this turn       <- never earlier
+//! }
+//! ```
+//!
+//! Fairness: a connection reads at most [`READS_PER_TURN`] times and delivers at most
+//! [`FRAMES_PER_TURN`] messages per turn. If it still has input it goes on the ready list and
+//! the next poll does not sleep, so one fire-hose peer gets its share and no more.
+//!
+//! The read path lives here (not in the engine) because it is the one place that calls the
+//! handler with a decoded message; everything else the handler must hear about arrives as a
+//! notice from the engine and is delivered by [`Reactor::deliver_notices`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::Events;
+use mio::event::Event;
+
+use crate::config::Config;
+use crate::conn::{ConnId, ReadOutcome, State};
+use crate::context::Context;
+use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER, conn_mut};
+use crate::handle::{Command, Handle};
+use crate::handler::{CloseReason, Handler};
+use crate::message::Decode;
+use crate::stats::{ConnFigures, ReactorFigures};
+
+/// `recv` calls one connection may make per turn before yielding to the others.
+pub const READS_PER_TURN: usize = 16;
+
+/// Messages one connection may deliver per turn before yielding to the others.
+pub const FRAMES_PER_TURN: usize = 1024;
+
+/// Commands from handles applied per turn before polling again.
+const COMMANDS_PER_TURN: usize = 1024;
+
+/// The reactor: a poller, a slab of connections and listeners, and the application's handler.
+///
+/// ```no_run
+/// use highwater::{Config, ConnId, Context, Handler, Reactor};
+///
+/// /// Counts messages and closes each connection after its tenth.
+/// struct Ten(u32);
+///
+/// impl Handler for Ten {
+///     type Message = serde_json::Value;
+///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: serde_json::Value) {
+///         self.0 += 1;
+///         let _ = ctx.send(conn, &serde_json::json!({"seen": self.0, "you_sent": msg}));
+///         if self.0 % 10 == 0 {
+///             ctx.close(conn);
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new(Config::default(), Ten(0))?;
+/// reactor.listen("127.0.0.1:7878".parse().unwrap())?;
+/// reactor.shutdown_on_signals(std::time::Duration::from_secs(5))?;
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reactor<H: Handler> {
+    engine: Engine,
+    handler: H,
+    started: bool,
+}
+
+impl<H: Handler> Reactor<H> {
+    /// A reactor with no sockets yet. Fails if the configuration is invalid or the OS poller
+    /// cannot be created.
+    pub fn new(config: Config, handler: H) -> io::Result<Reactor<H>> {
+        Ok(Reactor {
+            engine: Engine::new(config)?,
+            handler,
+            started: false,
+        })
+    }
+
+    /// Listens on `addr`; returns the bound address (port 0 picks a free port).
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        self.engine.listen(addr)
+    }
+
+    /// Connects to `addr` without blocking (see [`Context::connect`]).
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.engine.connect(addr)
+    }
+
+    /// A handle other threads use to reach this reactor.
+    pub fn handle(&self) -> Handle {
+        self.engine.handle()
+    }
+
+    /// Makes SIGINT and SIGTERM start a graceful shutdown with the given grace period (a
+    /// second signal stops at once).
+    pub fn shutdown_on_signals(&mut self, grace: Duration) -> io::Result<()> {
+        self.engine.watch_signals(grace)
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+
+    /// The application's handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The application's handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Consumes the reactor and returns the handler (for its results, after `run`).
+    pub fn into_handler(self) -> H {
+        self.handler
+    }
+
+    /// Reactor-wide figures.
+    pub fn figures(&self) -> ReactorFigures {
+        self.engine.figures()
+    }
+
+    /// One connection's figures.
+    pub fn conn_figures(&self, conn: ConnId) -> Option<ConnFigures> {
+        self.engine.conn_figures(conn)
+    }
+
+    /// Runs until stopped ([`Context::stop`], [`Handle::stop`]) or until a graceful shutdown
+    /// completes. Returns an error only if polling itself fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        if !self.started {
+            self.started = true;
+            self.engine.now = Instant::now();
+            self.handler.on_start(&mut Context::new(&mut self.engine));
+            self.settle();
+        }
+        while !self.engine.is_finished() {
+            self.turn(&mut events)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop (see the module docs).
+    fn turn(&mut self, events: &mut Events) -> io::Result<()> {
+        let timeout = self.engine.poll_timeout();
+        if let Err(e) = self.engine.poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        self.engine.now = Instant::now();
+        self.engine.counters.turns += 1;
+
+        for event in events.iter() {
+            self.dispatch(event);
+        }
+        self.read_ready_list();
+        self.engine.fire_timers();
+        self.deliver_notices();
+        if self.engine.commands_pending {
+            self.apply_commands();
+        }
+        self.settle();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, event: &Event) {
+        match event.token() {
+            WAKER => self.apply_commands(),
+            SIGNALS => self.engine.on_signal(),
+            token => match self.engine.slots.get(token.0) {
+                Some(Slot::Listener(_)) => self.engine.accept(token.0),
+                Some(Slot::Conn(_)) => {
+                    if let Some(id) = self.engine.conn_event(token.0, event) {
+                        self.read(id);
+                    }
+                }
+                None => {} // spurious: nothing lives there any more
+            },
+        }
+        self.deliver_notices();
+    }
+
+    /// Reads connections that still had input when their budget ran out last time, or that
+    /// resumed with bytes already waiting. Each gets one more budget; whoever still has
+    /// input goes to the back of the list.
+    fn read_ready_list(&mut self) {
+        for _ in 0..self.engine.ready.len() {
+            let Some(id) = self.engine.ready.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.engine.conn(id) else {
+                continue;
+            };
+            conn.in_ready = false;
+            if conn.state() == State::Lingering {
+                self.engine.linger_read(id);
+            } else {
+                self.read(id);
+            }
+            self.deliver_notices();
+        }
+    }
+
+    /// The read path: deliver the frames already buffered, then read more, until the socket
+    /// says `WouldBlock`, the connection pauses or closes, or the turn's budget runs out.
+    ///
+    /// Edge-triggered rule: we stop only at `WouldBlock` (and then forget readability), or
+    /// with `readable` still set and the connection on the ready list, or paused (resume puts
+    /// it back on the ready list). Never anywhere else, or the bytes would sit unread with no
+    /// event coming to announce them.
+    fn read(&mut self, id: ConnId) {
+        let mut frames = FRAMES_PER_TURN;
+        let mut reads = READS_PER_TURN;
+        loop {
+            // 1. Hand every complete frame in the buffer to the application.
+            loop {
+                let now = self.engine.now;
+                let Some(conn) = self.engine.conn(id) else {
+                    return;
+                };
+                if !conn.may_deliver() {
+                    return; // paused or closing: the rest waits in the buffer
+                }
+                match conn.next_frame(now) {
+                    Ok(Some(payload)) => {
+                        self.engine.counters.frames_in += 1;
+                        self.deliver(id, payload);
+                        frames -= 1;
+                        if frames == 0 {
+                            return self.engine.defer(id);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.engine.frame_error(id, e),
+                }
+            }
+            // 2. Read more, if the socket may have more.
+            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
+                return;
+            };
+            if !conn.readable {
+                return self.finish_reading_if_shutting_down(id);
+            }
+            if reads == 0 {
+                return self.engine.defer(id);
+            }
+            reads -= 1;
+            if conn.read_buf.capacity() == 0 {
+                conn.read_buf = self.engine.pool.take();
+            }
+            match conn.read_some() {
+                ReadOutcome::Data => {}
+                ReadOutcome::WouldBlock => {
+                    conn.readable = false;
+                    if conn.read_buf.is_empty() {
+                        // Nothing pending: lend the buffer to the next busy connection.
+                        let buf = std::mem::take(&mut conn.read_buf);
+                        self.engine.pool.put(buf);
+                    }
+                    return self.finish_reading_if_shutting_down(id);
+                }
+                ReadOutcome::Eof => return self.engine.peer_eof(id),
+                ReadOutcome::Error(e) => {
+                    log::debug!("{id}: read failed: {e}");
+                    return self.engine.teardown(id, CloseReason::Io(e));
+                }
+            }
+        }
+    }
+
+    /// During a graceful shutdown, a connection that has read everything its peer sent is
+    /// closed (gracefully: its replies are still delivered).
+    fn finish_reading_if_shutting_down(&mut self, id: ConnId) {
+        if self.engine.conn(id).is_some_and(|c| c.finish_reading) {
+            self.engine.close(id, CloseReason::Shutdown);
+        }
+    }
+
+    /// Decodes one payload and hands it to the application.
+    fn deliver(&mut self, id: ConnId, payload: Bytes) {
+        match H::Message::decode(payload) {
+            Ok(msg) => self
+                .handler
+                .on_message(&mut Context::new(&mut self.engine), id, msg),
+            Err(e) => {
+                self.engine.reply_invalid_json(id, &e);
+                self.handler
+                    .on_bad_message(&mut Context::new(&mut self.engine), id, &e);
+            }
+        }
+        self.deliver_notices();
+    }
+
+    /// Delivers what the engine queued for the application, in order. Drain and
+    /// peer-shutdown notices for connections that closed in the meantime are dropped: the
+    /// application hears `on_close` instead.
+    fn deliver_notices(&mut self) {
+        while let Some(notice) = self.engine.notices.pop_front() {
+            let still_open = |engine: &Engine, id| {
+                engine
+                    .conn_ref(id)
+                    .is_some_and(|c| c.state() == State::Open)
+            };
+            let handler = &mut self.handler;
+            match notice {
+                Notice::Open(id) => handler.on_open(&mut Context::new(&mut self.engine), id),
+                Notice::Drain(id) if still_open(&self.engine, id) => {
+                    handler.on_drain(&mut Context::new(&mut self.engine), id)
+                }
+                Notice::PeerShutdown(id) if still_open(&self.engine, id) => {
+                    handler.on_peer_shutdown(&mut Context::new(&mut self.engine), id)
+                }
+                Notice::Drain(_) | Notice::PeerShutdown(_) => {}
+                Notice::Closed(id, reason) => {
+                    handler.on_close(&mut Context::new(&mut self.engine), id, &reason)
+                }
+                Notice::Timer(timer, data) => {
+                    handler.on_timer(&mut Context::new(&mut self.engine), timer, data)
+                }
+            }
+        }
+    }
+
+    /// Applies commands sent through handles, a bounded number per turn.
+    fn apply_commands(&mut self) {
+        self.engine.commands_pending = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Ok(cmd) = self.engine.commands.try_recv() else {
+                return;
+            };
+            match cmd {
+                Command::Send(id, payload) => {
+                    if let Err(e) = self.engine.send_payload(id, payload) {
+                        log::debug!("{id}: send from handle dropped: {e}");
+                    }
+                }
+                Command::Close(id) => self.engine.close(id, CloseReason::Closed),
+                Command::Shutdown(grace) => self.engine.begin_shutdown(grace),
+                Command::Stop => self.engine.stop_now(),
+                Command::Run(job) => job(&mut Context::new(&mut self.engine)),
+            }
+            self.deliver_notices();
+        }
+        // The budget ran out with commands possibly left: come back without sleeping.
+        self.engine.commands_pending = true;
+    }
+
+    /// End of turn: flush and re-sync every dirty connection, deliver what that caused
+    /// (drains, closes; their callbacks may queue more), repeat until quiet, then free the
+    /// slots of closed connections.
+    fn settle(&mut self) {
+        loop {
+            self.engine.flush_dirty();
+            if self.engine.notices.is_empty() {
+                break;
+            }
+            self.deliver_notices();
+        }
+        self.engine.reap();
+    }
+}

@@ -1,0 +1,131 @@
+//! Ending well: graceful shutdown, stopping, and SIGINT/SIGTERM as reactor events.
+//!
+//! A graceful shutdown must not lose anything the reactor already accepted:
+//! 1. stop accepting (listeners are closed, so new connects are refused by the kernel);
+//! 2. every connection finishes reading what its peer already sent (the frames in its read
+//!    buffer and what the kernel holds, until `WouldBlock`), handing it to the application;
+//! 3. then it closes gracefully: everything queued is delivered, FIN, linger;
+//! 4. `run()` returns when no connection is left, or when the grace period ends, whichever
+//!    comes first; connections still open then are dropped and reported as
+//!    [`CloseReason::Shutdown`].
+//!
+//! Signals arrive through a self-pipe registered with the poller (signal-hook-mio), so the
+//! handler runs on the reactor thread like any other event. The first signal starts a
+//! graceful shutdown; a second one stops at once.
+
+use std::io;
+use std::time::Duration;
+
+use mio::Interest;
+
+use crate::conn::State;
+use crate::engine::{Engine, RunState, SIGNALS, Slot, conn_mut, mark_ready};
+use crate::handler::CloseReason;
+
+impl Engine {
+    /// Starts a graceful shutdown (see the module docs). Idempotent.
+    pub(crate) fn begin_shutdown(&mut self, grace: Duration) {
+        if self.run != RunState::Running {
+            return;
+        }
+        log::info!(
+            "shutting down: {} connections finishing (grace {grace:?})",
+            self.open
+        );
+        self.run = RunState::ShuttingDown {
+            deadline: self.now + grace,
+        };
+        let mut ids = Vec::new();
+        for (key, slot) in self.slots.iter_mut() {
+            match slot {
+                Slot::Listener(l) if !l.closed => {
+                    let _ = self.poll.registry().deregister(&mut l.socket);
+                    l.closed = true;
+                    self.dead.push(key);
+                }
+                Slot::Conn(c) if matches!(c.state(), State::Open | State::Connecting) => {
+                    ids.push(c.id)
+                }
+                _ => {}
+            }
+        }
+        for id in ids {
+            let Some(conn) = conn_mut(&mut self.slots, id) else {
+                continue;
+            };
+            if conn.state() == State::Connecting {
+                self.teardown(id, CloseReason::Shutdown);
+                continue;
+            }
+            conn.finish_reading = true;
+            if conn.paused().is_empty() {
+                // Read what is there, then close (see `Reactor::read`). A paused connection
+                // does this when it resumes, or is dropped at the deadline.
+                mark_ready(&mut self.ready, conn);
+            }
+        }
+    }
+
+    /// Drops every connection now.
+    pub(crate) fn stop_now(&mut self) {
+        let ids: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Slot::Conn(c) if c.state() != State::Closed => Some(c.id),
+                _ => None,
+            })
+            .collect();
+        for id in ids {
+            self.teardown(id, CloseReason::Shutdown);
+        }
+        for (key, slot) in self.slots.iter_mut() {
+            if let Slot::Listener(l) = slot {
+                if !l.closed {
+                    let _ = self.poll.registry().deregister(&mut l.socket);
+                    l.closed = true;
+                    self.dead.push(key);
+                }
+            }
+        }
+        self.run = RunState::Stopped;
+    }
+
+    /// True when `run()` should return.
+    pub(crate) fn is_finished(&self) -> bool {
+        match self.run {
+            RunState::Running => false,
+            RunState::ShuttingDown { .. } => self.open == 0 && self.lingering == 0,
+            RunState::Stopped => true,
+        }
+    }
+
+    /// Registers SIGINT and SIGTERM as reactor events.
+    pub(crate) fn watch_signals(&mut self, grace: Duration) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some((signals, grace));
+        Ok(())
+    }
+
+    /// A signal arrived: first one graceful, second one immediate.
+    pub(crate) fn on_signal(&mut self) {
+        let Some((signals, grace)) = self.signals.as_mut() else {
+            return;
+        };
+        let grace = *grace;
+        let count = signals.pending().count();
+        for _ in 0..count {
+            if self.run == RunState::Running {
+                log::info!("signal received: graceful shutdown");
+                self.begin_shutdown(grace);
+            } else {
+                log::warn!("second signal: stopping now");
+                self.stop_now();
+            }
+        }
+    }
+}

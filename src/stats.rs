@@ -1,0 +1,104 @@
+//! Figures: what each connection and the whole reactor are doing, readable at any time.
+//!
+//! Everything here is a copy of counters the reactor keeps anyway, so reading figures costs
+//! nothing on the hot path.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::conn::{ConnId, Paused, State};
+
+/// One connection's figures. Get them with [`crate::Context::conn_figures`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnFigures {
+    /// Which connection.
+    pub id: ConnId,
+    /// The peer's address, when known.
+    pub peer: Option<SocketAddr>,
+    /// True if we connected out; false if accepted.
+    pub outbound: bool,
+    /// Where the connection is in its life.
+    pub state: State,
+    /// Reading, or paused and why.
+    pub reading: Paused,
+    /// Bytes in the application write queue now.
+    pub queued_bytes: usize,
+    /// The write queue's high-water mark.
+    pub high_water: usize,
+    /// The write queue's low-water mark.
+    pub low_water: usize,
+    /// The write queue's hard limit.
+    pub queue_limit: usize,
+    /// The most bytes ever queued at once.
+    pub peak_queued_bytes: usize,
+    /// Times the queue reached the high-water mark.
+    pub high_water_crossings: u64,
+    /// Times the queue drained to the low-water mark afterwards.
+    pub drain_events: u64,
+    /// Frames queued for sending.
+    pub frames_out: u64,
+    /// Bytes handed to the kernel.
+    pub bytes_out: u64,
+    /// `writev` calls that wrote something.
+    pub writes: u64,
+    /// Complete frames received.
+    pub frames_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// `recv` calls that returned data.
+    pub reads: u64,
+    /// Bytes in the read buffer (an incomplete frame, or frames waiting while paused).
+    pub read_buffered_bytes: usize,
+    /// Total time reading has been paused.
+    pub paused_time: Duration,
+    /// Time since the connection was created.
+    pub age: Duration,
+}
+
+/// The reactor's figures. Get them with [`crate::Context::figures`] or
+/// [`crate::Reactor::figures`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReactorFigures {
+    /// Connections open now (connecting, open, or flushing before close).
+    pub open_connections: usize,
+    /// Connections lingering after a close (FIN sent, waiting for the peer).
+    pub lingering_connections: usize,
+    /// Connections with reading paused now.
+    pub paused_connections: usize,
+    /// Bytes queued across all connections.
+    pub queued_bytes: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections turned away with `busy`.
+    pub rejected_busy: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// Frames received since start.
+    pub frames_in: u64,
+    /// Payloads answered with `invalid_json`.
+    pub invalid_frames: u64,
+    /// Poll calls (reactor turns) since start.
+    pub turns: u64,
+    /// Pending entries in the timer heap.
+    pub timers: usize,
+}
+
+impl fmt::Display for ReactorFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "open={} lingering={} paused={} queued={}B accepted={} busy={} closed={} frames_in={} invalid={} turns={}",
+            self.open_connections,
+            self.lingering_connections,
+            self.paused_connections,
+            self.queued_bytes,
+            self.accepted,
+            self.rejected_busy,
+            self.closed,
+            self.frames_in,
+            self.invalid_frames,
+            self.turns
+        )
+    }
+}
