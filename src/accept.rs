@@ -17,6 +17,7 @@ use crate::conn::{ConnId, Connection, State};
 use crate::engine::{Engine, Listener, Notice, Slot, conn_mut};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
+use crate::reply::ErrorReply;
 use crate::timer::Due;
 use crate::write_queue::WriteQueue;
 
@@ -122,7 +123,7 @@ impl Engine {
             self.config.max_connections
         );
         let mut reply = BytesMut::new();
-        let busy = serde_json::json!({"error": "busy", "limit": self.config.max_connections});
+        let busy = ErrorReply::busy(self.config.max_connections);
         if frame::encode_json(&busy, &mut reply, usize::MAX).is_ok() {
             // A fresh socket's send buffer is empty, so a few dozen bytes go out in one write;
             // if not, the peer simply sees the close.

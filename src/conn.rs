@@ -55,6 +55,20 @@ impl ConnId {
     pub(crate) fn index(self) -> usize {
         self.index as usize
     }
+
+    /// The id packed into a `u64`, for example as a timer's data.
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// Unpacks [`ConnId::as_u64`]. An id made up from any other number is harmless: it names
+    /// no live connection, and every operation on it reports the connection as closed.
+    pub fn from_u64(packed: u64) -> ConnId {
+        ConnId {
+            index: packed as u32,
+            generation: (packed >> 32) as u32,
+        }
+    }
 }
 
 impl fmt::Display for ConnId {

@@ -62,9 +62,18 @@ impl<'a> Context<'a> {
     }
 
     /// Closes `conn` gracefully: no more messages are delivered, everything queued is sent,
-    /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed.
+    /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed, with
+    /// [`CloseReason::PeerClosed`] if the peer had already half-closed, else
+    /// [`CloseReason::Closed`].
     pub fn close(&mut self, conn: ConnId) {
-        self.engine.close(conn, CloseReason::Closed);
+        // After the peer's half-close, closing is the end of a conversation the peer ended.
+        let peer_done = self.engine.conn_ref(conn).is_some_and(|c| c.peer_eof);
+        let reason = if peer_done {
+            CloseReason::PeerClosed
+        } else {
+            CloseReason::Closed
+        };
+        self.engine.close(conn, reason);
     }
 
     /// Shuts down our sending side once everything queued is delivered (half-close); the

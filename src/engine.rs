@@ -34,6 +34,7 @@ use crate::frame::FrameError;
 use crate::handle::{self, Command, Handle};
 use crate::handler::CloseReason;
 use crate::message::DecodeError;
+use crate::reply::ErrorReply;
 use crate::stats::{ConnFigures, ReactorFigures};
 use crate::timer::{Due, TimerId, Timers};
 use crate::write_queue::{Pressure, SendError, WriteQueue};
@@ -270,8 +271,7 @@ impl Engine {
     /// The contract's reply to a payload that is not JSON; the connection stays open.
     pub(crate) fn reply_invalid_json(&mut self, id: ConnId, error: &DecodeError) {
         self.counters.invalid_frames += 1;
-        let reply = serde_json::json!({"error": "invalid_json", "detail": error.detail()});
-        if let Err(e) = self.send_json(id, &reply) {
+        if let Err(e) = self.send_json(id, &ErrorReply::invalid_json(error.detail())) {
             log::debug!("{id}: invalid_json reply not queued: {e}");
         }
     }
@@ -281,8 +281,7 @@ impl Engine {
         log::info!("{id}: {error}");
         let reason = match error {
             FrameError::TooLarge { limit, got } => {
-                let reply = serde_json::json!({"error": "frame_too_large", "limit": limit, "got": got});
-                if let Err(e) = self.send_json(id, &reply) {
+                if let Err(e) = self.send_json(id, &ErrorReply::frame_too_large(limit, got)) {
                     log::debug!("{id}: frame_too_large reply not queued: {e}");
                 }
                 CloseReason::FrameTooLarge { limit, got }

@@ -71,6 +71,7 @@ mod handle;
 mod handler;
 mod message;
 mod reactor;
+mod reply;
 mod shutdown;
 mod stats;
 mod timeouts;

@@ -10,6 +10,7 @@
 use crate::conn::{ConnId, State};
 use crate::engine::{Engine, Notice, RunState, conn_mut};
 use crate::handler::CloseReason;
+use crate::reply::ErrorReply;
 use crate::timer::Due;
 
 impl Engine {
@@ -61,7 +62,7 @@ impl Engine {
         conn.idle_armed = false;
         log::info!("{id}: idle timeout ({idle:?} without a complete frame)");
         // Best effort: the peer may not be reading either.
-        let _ = self.send_json(id, &serde_json::json!({"error": "idle_timeout"}));
+        let _ = self.send_json(id, &ErrorReply::idle_timeout());
         self.close(id, CloseReason::IdleTimeout);
     }
 

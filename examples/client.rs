@@ -1,0 +1,219 @@
+//! The contract's producer (../shared/CONTRACT.md): streams frames of sample user records
+//! to a sink server, producing only while its write queue is below the high-water mark.
+//!
+//! ```text
+//! cargo run --release --example server -- --mode sink &
+//! cargo run --release --example client -- --frames 2000
+//! ```
+//!
+//! The loop is Node's `write()`/`'drain'` dance: `produce` sends until a send reports
+//! `Pressure::High`, then returns; `on_drain` calls it again. With `--ignore-backpressure` it
+//! keeps sending past the mark (the classic bug) until the queue's hard limit refuses a frame,
+//! which is what stops it before it exhausts memory.
+//!
+//! After the last frame it half-closes (FIN after the queue drains), waits for the server's
+//! `{"received":M,"bytes":B}`, prints one JSON line and exits 0 only if M equals the frames
+//! sent.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use highwater::{CloseReason, Config, ConnId, Context, Handler, Pressure, Reactor, SendError};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: client [--addr HOST:PORT] [--frames F] [--records K]
+  [--high-water BYTES] [--low-water BYTES] [--queue-limit BYTES] [--ignore-backpressure]
+defaults: --addr 127.0.0.1:7878 --frames 50000 --records 50 --high-water 262144
+  --low-water 65536 --queue-limit (high-water + max frame + 4)";
+
+const EYES: [&str; 3] = ["brown", "green", "blue"];
+const FRUITS: [&str; 3] = ["apple", "banana", "strawberry"];
+
+/// One sample user record, about 1.2 KB of JSON.
+fn record(i: usize) -> Value {
+    json!({
+        "_id": format!("5f1d7c2e9b{i:014x}"),
+        "isactive": i % 3 != 0,
+        "balance": format!("${},{:03}.{:02}", 1 + i % 9, (i * 37) % 1000, (i * 7) % 100),
+        "picture": "http://placehold.it/32x32",
+        "age": 20 + i % 45,
+        "eyecolor": EYES[i % 3],
+        "name": "Marguerite Okonkwo",
+        "gender": "female",
+        "company": "HIGHWATER",
+        "email": "m.okonkwo@highwater.example",
+        "phone": "+1 (915) 555-0142",
+        "address": "418 Tidewater Lane, Port Orchard, WA 98366",
+        "about": "Marguerite maintains the flow-control layer of a message broker and keeps a \
+                  notebook of every outage she has seen caused by an unbounded queue. She likes to \
+                  say that a buffer is a promise to remember something for someone who may never \
+                  come back for it, and that a high-water mark is the moment you admit it. On \
+                  weekends she restores wooden sailboats: a hull takes on water at the rate the sea \
+                  decides, and the pump had better say when it cannot keep up. She asks for a test \
+                  that fails before the fix and refuses any timeout nobody can explain.",
+        "registered": "2019-04-11T09:26:53 -02:00",
+        "latitude": 47.540_231 + (i % 100) as f64 * 1e-4,
+        "longitude": -122.636_118 - (i % 100) as f64 * 1e-4,
+        "tags": ["backpressure", "tcp", "queues", "mio", "rust"],
+        "friends": [
+            {"id": 0, "name": "Teodor Vasquez"},
+            {"id": 1, "name": "Ines Abernathy"},
+            {"id": 2, "name": "Kwame Rosen"}
+        ],
+        "greeting": "Hello, Marguerite! You have 7 unread messages.",
+        "favoritefruit": FRUITS[i % 3]
+    })
+}
+
+struct Producer {
+    conn: Option<ConnId>,
+    /// The frame's JSON text, built once; each send copies it into a fresh buffer, as a real
+    /// producer's frames would each be fresh data.
+    template: Vec<u8>,
+    frames: u64,
+    sent: u64,
+    bytes: u64,
+    ignore_backpressure: bool,
+    drain_events: u64,
+    max_queued: usize,
+    server_reply: Option<Value>,
+    finished_sending: bool,
+    close_reason: Option<String>,
+}
+
+impl Producer {
+    /// Sends until done or told to stop. Returns when the queue says `High` (or, ignoring
+    /// backpressure, when the hard limit refuses a frame); `on_drain` calls it again.
+    fn produce(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        while self.sent < self.frames {
+            let frame = Bytes::copy_from_slice(&self.template);
+            match ctx.send_payload(conn, frame) {
+                Ok(pressure) => {
+                    self.sent += 1;
+                    self.bytes += self.template.len() as u64;
+                    self.max_queued = self.max_queued.max(ctx.queued_bytes(conn));
+                    if pressure == Pressure::High && !self.ignore_backpressure {
+                        return; // write() returned false: wait for 'drain'
+                    }
+                }
+                Err(SendError::QueueFull { .. }) => return, // the hard limit caught the bug
+                Err(e) => {
+                    eprintln!("send failed: {e}");
+                    ctx.stop();
+                    return;
+                }
+            }
+        }
+        if !self.finished_sending {
+            self.finished_sending = true;
+            ctx.close_write(conn); // FIN once the queue drains: "that was the last frame"
+        }
+    }
+}
+
+impl Handler for Producer {
+    type Message = Value;
+
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        self.produce(ctx, conn);
+    }
+
+    fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        self.drain_events += 1;
+        self.produce(ctx, conn);
+    }
+
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, msg: Value) {
+        self.server_reply = Some(msg);
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+        if self.conn == Some(conn) {
+            self.close_reason = Some(reason.to_string());
+            ctx.stop();
+        }
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut flags = common::Flags::parse(USAGE, &["ignore-backpressure"]);
+    let defaults = Config::default();
+    let addr: SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
+    let frames: u64 = flags.get("frames", 50_000);
+    let records: usize = flags.get("records", 50);
+    let config = Config {
+        high_water: flags.get("high-water", defaults.high_water),
+        low_water: flags.get("low-water", defaults.low_water),
+        queue_limit: flags.opt("queue-limit"),
+        // A producer is not a server: it has no idle peers to evict.
+        idle_timeout: None,
+        ..defaults
+    };
+    let ignore_backpressure = flags.switch("ignore-backpressure");
+    flags.finish();
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    if records == 0 {
+        eprintln!("error: --records must be at least 1");
+        std::process::exit(2);
+    }
+
+    let batch: Vec<Value> = (0..records).map(record).collect();
+    let template = serde_json::to_vec(&batch).map_err(std::io::Error::other)?;
+    let producer = Producer {
+        conn: None,
+        template,
+        frames,
+        sent: 0,
+        bytes: 0,
+        ignore_backpressure,
+        drain_events: 0,
+        max_queued: 0,
+        server_reply: None,
+        finished_sending: false,
+        close_reason: None,
+    };
+    let mut reactor = Reactor::new(config, producer)?;
+    let conn = reactor.connect(addr)?;
+    reactor.handler_mut().conn = Some(conn);
+    let started = Instant::now();
+    reactor.run()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let p = reactor.into_handler();
+
+    let ok = p
+        .server_reply
+        .as_ref()
+        .and_then(|r| r.get("received"))
+        .and_then(Value::as_u64)
+        == Some(frames)
+        && p.sent == frames;
+    let summary = json!({
+        "frames": p.sent,
+        "bytes": p.bytes,
+        "seconds": seconds,
+        "mb_per_s": p.bytes as f64 / 1e6 / seconds.max(1e-9),
+        "drain_events": p.drain_events,
+        "max_queued_bytes": p.max_queued,
+        "peak_rss_kb": common::proc_status_kb("VmHWM"),
+        "server_reply": p.server_reply,
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{summary}")?;
+    out.flush()?;
+    if !ok {
+        eprintln!(
+            "error: the server did not confirm all {frames} frames ({})",
+            p.close_reason.as_deref().unwrap_or("no close reason")
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
