@@ -130,7 +130,10 @@ fn main() -> std::io::Result<()> {
         write_timeout: common::millis(flags.get("write-timeout-ms", 30_000)),
         ..defaults
     };
-    let process = match (flags.opt::<u64>("process-every"), flags.opt::<u64>("process-ms")) {
+    let process = match (
+        flags.opt::<u64>("process-every"),
+        flags.opt::<u64>("process-ms"),
+    ) {
         (Some(n), Some(ms)) if n > 0 => Some((n, Duration::from_millis(ms))),
         (None, None) => None,
         _ => flags.fail("--process-every N (N > 0) and --process-ms MS go together"),

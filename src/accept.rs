@@ -103,7 +103,8 @@ impl Engine {
     /// A connection became usable: tell the application, start its idle clock.
     fn opened(&mut self, id: ConnId) {
         let now = self.now;
-        if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id)) {
+        if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id))
+        {
             conn.last_frame_at = now;
             if !conn.idle_armed {
                 conn.idle_armed = true;

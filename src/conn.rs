@@ -77,8 +77,8 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// Where a connection is in its life. Every transition goes through
-/// [`Connection::set_state`], which logs it.
+/// Where a connection is in its life. Every transition goes through one function
+/// (`Connection::set_state`), which logs it at debug level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Outbound, waiting for the non-blocking connect to finish (reported as writable).
@@ -523,7 +523,10 @@ mod tests {
         assert!(c.pause(PauseReason::Application, now));
         assert_eq!(c.interest(), Some(Interest::WRITABLE));
         assert!(!c.pause(PauseReason::WriteQueue, now), "already paused");
-        assert!(!c.resume(PauseReason::Application, now), "still paused by the queue");
+        assert!(
+            !c.resume(PauseReason::Application, now),
+            "still paused by the queue"
+        );
         assert_eq!(c.paused().to_string(), "paused by WriteQueue");
         assert!(c.resume(PauseReason::WriteQueue, now));
         c.set_state(State::Flushing, "test");

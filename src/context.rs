@@ -35,14 +35,22 @@ impl<'a> Context<'a> {
     /// was queued, but stop producing for this connection until
     /// [`crate::Handler::on_drain`]. Past the hard limit the frame is refused with
     /// [`SendError::QueueFull`] and nothing is queued.
-    pub fn send<T: Serialize + ?Sized>(&mut self, conn: ConnId, msg: &T) -> Result<Pressure, SendError> {
+    pub fn send<T: Serialize + ?Sized>(
+        &mut self,
+        conn: ConnId,
+        msg: &T,
+    ) -> Result<Pressure, SendError> {
         self.engine.send_json(conn, msg)
     }
 
     /// Queues `payload`, which must already be one JSON value as UTF-8 text (for example a
     /// received [`crate::RawJson`]'s bytes), as one frame. Large payloads are queued without
     /// copying. The payload is not re-validated. Pressure as for [`Context::send`].
-    pub fn send_payload(&mut self, conn: ConnId, payload: impl Into<Bytes>) -> Result<Pressure, SendError> {
+    pub fn send_payload(
+        &mut self,
+        conn: ConnId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Pressure, SendError> {
         self.engine.send_payload(conn, payload.into())
     }
 
@@ -85,7 +93,8 @@ impl<'a> Context<'a> {
     /// Closes `conn` at once, discarding whatever is queued.
     pub fn abort(&mut self, conn: ConnId) {
         let discarded = self.engine.conn_ref(conn).map_or(0, |c| c.queue.len());
-        self.engine.teardown(conn, CloseReason::Aborted { discarded });
+        self.engine
+            .teardown(conn, CloseReason::Aborted { discarded });
     }
 
     /// Connects to `addr` without blocking. The id is usable at once (sends are queued);
@@ -113,7 +122,9 @@ impl<'a> Context<'a> {
 
     /// Whether `conn` is open (or connecting) and accepts sends.
     pub fn is_open(&self, conn: ConnId) -> bool {
-        self.engine.conn_ref(conn).is_some_and(|c| c.accepts_sends())
+        self.engine
+            .conn_ref(conn)
+            .is_some_and(|c| c.accepts_sends())
     }
 
     /// Bytes queued on `conn` (0 if it is closed).

@@ -66,7 +66,11 @@ pub(crate) struct Listener {
 }
 
 /// What occupies a slab slot.
+///
+/// Connections are stored inline: almost every slot holds one, so boxing them to shrink the
+/// rare listener slot would add an allocation and a pointer chase per connection for nothing.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Slot {
     Listener(Listener),
     Conn(Connection),
@@ -77,7 +81,9 @@ pub(crate) enum Slot {
 pub(crate) enum RunState {
     Running,
     /// Not accepting; connections finish what they have; dropped at `deadline`.
-    ShuttingDown { deadline: Instant },
+    ShuttingDown {
+        deadline: Instant,
+    },
     Stopped,
 }
 
@@ -225,7 +231,11 @@ impl Engine {
     }
 
     /// Queues `payload` (already JSON text) on `id`.
-    pub(crate) fn send_payload(&mut self, id: ConnId, payload: Bytes) -> Result<Pressure, SendError> {
+    pub(crate) fn send_payload(
+        &mut self,
+        id: ConnId,
+        payload: Bytes,
+    ) -> Result<Pressure, SendError> {
         let max = self.config.max_frame;
         self.push(id, |q| q.push_payload(payload, max))
     }

@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         assert_eq!(d.bytes_wanted(&buf), 6);
         assert!(d.is_mid_frame(&buf));
-        assert_eq!(d.truncation(&buf), Some(FrameError::Truncated { missing: 6 }));
+        assert_eq!(
+            d.truncation(&buf),
+            Some(FrameError::Truncated { missing: 6 })
+        );
     }
 
     #[test]
@@ -383,7 +386,13 @@ mod tests {
     fn encoding_above_the_limit_fails_and_leaves_the_buffer_untouched() {
         let mut buf = BytesMut::from(&b"keep"[..]);
         let err = encode_json(&"x".repeat(100), &mut buf, 10).unwrap_err();
-        assert!(matches!(err, EncodeError::TooLarge { limit: 10, got: 102 }));
+        assert!(matches!(
+            err,
+            EncodeError::TooLarge {
+                limit: 10,
+                got: 102
+            }
+        ));
         assert_eq!(&buf[..], b"keep");
     }
 

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::io;
 
-use crate::context::Context;
 use crate::conn::ConnId;
+use crate::context::Context;
 use crate::message::{Decode, DecodeError};
 use crate::timer::TimerId;
 
@@ -158,7 +158,10 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerClosed => write!(f, "the peer closed the connection"),
             CloseReason::Closed => write!(f, "closed by the application"),
             CloseReason::Aborted { discarded } => {
-                write!(f, "aborted by the application ({discarded} queued bytes discarded)")
+                write!(
+                    f,
+                    "aborted by the application ({discarded} queued bytes discarded)"
+                )
             }
             CloseReason::Io(e) => write!(f, "socket error: {e}"),
             CloseReason::FrameTooLarge { limit, got } => {

@@ -78,6 +78,9 @@ mod tests {
             r#"{"error":"invalid_json","detail":"bad \"x\""}"#
         );
         assert_eq!(text(&ErrorReply::busy(3)), r#"{"error":"busy","limit":3}"#);
-        assert_eq!(text(&ErrorReply::idle_timeout()), r#"{"error":"idle_timeout"}"#);
+        assert_eq!(
+            text(&ErrorReply::idle_timeout()),
+            r#"{"error":"idle_timeout"}"#
+        );
     }
 }

@@ -95,9 +95,7 @@ impl Timers {
             if e.at > now {
                 return None;
             }
-            let Some(Reverse(e)) = self.heap.pop() else {
-                return None;
-            };
+            let Reverse(e) = self.heap.pop()?;
             if let Due::App(id, _) = e.due {
                 if !self.live_app.remove(&id) {
                     continue;

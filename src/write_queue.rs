@@ -206,7 +206,11 @@ impl WriteQueue {
 
     /// Queues a payload that is already JSON text, with its header. Small payloads are copied
     /// into the tail buffer; large ones are queued as they are, without copying.
-    pub fn push_payload(&mut self, payload: Bytes, max_frame: usize) -> Result<Pressure, SendError> {
+    pub fn push_payload(
+        &mut self,
+        payload: Bytes,
+        max_frame: usize,
+    ) -> Result<Pressure, SendError> {
         let frame = HEADER_LEN + payload.len();
         self.check_room(frame)?;
         frame::encode_header(payload.len(), &mut self.tail, max_frame)?;
@@ -243,7 +247,7 @@ impl WriteQueue {
         self.pressure()
     }
 
-    /// One `writev` of as many queued frames as fit in [`MAX_IOVECS`] slices. Returns the bytes
+    /// One `writev` of as many queued frames as fit in 64 slices. Returns the bytes
     /// the kernel took (which may be fewer than offered); `WouldBlock` and other errors come back
     /// unchanged and consume nothing. Writing an empty queue writes nothing and returns 0.
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {

@@ -242,10 +242,7 @@ fn ignoring_backpressure_is_stopped_by_the_hard_limit() {
         let g = reactor.into_handler();
         assert!(matches!(
             g.refused,
-            Some(SendError::QueueFull {
-                limit: 100_000,
-                ..
-            })
+            Some(SendError::QueueFull { limit: 100_000, .. })
         ));
         assert!(g.queued_at_refusal <= 100_000);
         assert!(g.queued_at_refusal > 100_000 - 1004);

@@ -87,7 +87,9 @@ fn an_oversized_length_is_refused_from_the_header_and_the_connection_closed() {
         peer.send(&json!("before"));
         assert_eq!(peer.recv(), json!("before"));
         // The header alone; no payload follows.
-        peer.stream.write_all(&0xFFFF_FFFFu32.to_be_bytes()).unwrap();
+        peer.stream
+            .write_all(&0xFFFF_FFFFu32.to_be_bytes())
+            .unwrap();
         assert_eq!(
             peer.recv(),
             json!({"error": "frame_too_large", "limit": 1024, "got": 4_294_967_295u64})
@@ -95,7 +97,9 @@ fn an_oversized_length_is_refused_from_the_header_and_the_connection_closed() {
         peer.expect_closed();
         // Our close ends the server's linger at once.
         drop(peer);
-        let reason = seen.wait(Duration::from_secs(10), "close", |s| s.closed.first().cloned());
+        let reason = seen.wait(Duration::from_secs(10), "close", |s| {
+            s.closed.first().cloned()
+        });
         assert_eq!(reason.1, "frame_too_large");
     });
 }

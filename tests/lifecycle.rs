@@ -8,9 +8,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use common::{Echo, Peer, Server, Sink, bounded, frame, raise_fd_limit};
-use highwater::{
-    CloseReason, Config, ConnId, Context, Handler, HandleError, RawJson, Reactor,
-};
+use highwater::{CloseReason, Config, ConnId, Context, HandleError, Handler, RawJson, Reactor};
 use serde_json::{Value, json};
 
 #[test]
@@ -27,7 +25,11 @@ fn half_close_after_a_thousand_requests_gets_every_reply_before_the_close() {
         for i in 0..1000 {
             assert_eq!(peer.recv(), json!({"req": i}));
         }
-        assert_eq!(peer.recv_raw().unwrap(), None, "clean close after the last reply");
+        assert_eq!(
+            peer.recv_raw().unwrap(),
+            None,
+            "clean close after the last reply"
+        );
     });
 }
 
@@ -94,7 +96,7 @@ impl Handler for Loopback {
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         if Some(conn) == self.outbound {
             self.opened_outbound = true;
-            ctx.send(conn, &json!({"ping": 1})).unwrap();
+            let _ = ctx.send(conn, &json!({"ping": 1})).unwrap();
         } else {
             self.opened_inbound = true;
         }
@@ -105,7 +107,7 @@ impl Handler for Loopback {
             self.open_when_replied = ctx.figures().open_connections;
             ctx.stop();
         } else {
-            ctx.send(conn, &json!({"pong": msg["ping"]})).unwrap();
+            let _ = ctx.send(conn, &json!({"pong": msg["ping"]})).unwrap();
         }
     }
 }
@@ -207,7 +209,9 @@ fn a_peer_that_sends_half_a_header_is_closed_by_the_idle_timeout() {
         peer.expect_closed();
         assert!(start.elapsed() >= Duration::from_millis(200));
         drop(peer);
-        let reason = seen.wait(Duration::from_secs(10), "close", |s| s.closed.first().cloned());
+        let reason = seen.wait(Duration::from_secs(10), "close", |s| {
+            s.closed.first().cloned()
+        });
         assert_eq!(reason.1, "idle_timeout");
     });
 }
@@ -229,7 +233,9 @@ fn a_peer_that_never_reads_is_closed_by_the_write_timeout_and_its_queue_freed() 
         // Requests until the server stops reading us; never read a reply.
         let payload = frame(format!("\"{}\"", "w".repeat(4000)).as_bytes());
         let sender = std::thread::spawn(move || while writer.write_all(&payload).is_ok() {});
-        let reason = seen.wait(Duration::from_secs(30), "close", |s| s.closed.first().cloned());
+        let reason = seen.wait(Duration::from_secs(30), "close", |s| {
+            s.closed.first().cloned()
+        });
         assert_eq!(reason.1, "write_timeout");
         let f = server.query(|ctx| ctx.figures());
         assert_eq!(f.queued_bytes, 0, "the stalled queue was freed");

@@ -113,7 +113,11 @@ impl<H: Handler + Send + 'static> Server<H> {
 
     /// Waits for the reactor to finish (after a shutdown or stop) and returns the handler.
     pub fn join(mut self) -> H {
-        self.thread.take().expect("running").join().expect("reactor thread")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("reactor thread")
     }
 }
 

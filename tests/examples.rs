@@ -1,0 +1,252 @@
+//! The `server` and `client` examples, run as programs, against ../shared/CONTRACT.md: the
+//! command lines, the `listening on` line, the replies, the client's summary, exit statuses,
+//! and graceful shutdown on signals. `cargo test` builds the examples before running this.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Peer, bounded, frame};
+use serde_json::{Value, json};
+
+/// target/<profile>/examples/<name>, next to this test's own binary in target/<profile>/deps.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// A running example; killed if the test ends without waiting for it.
+struct Running {
+    child: Child,
+}
+
+impl Running {
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of a child we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server example and returns it with the address from its `listening on` line.
+fn server(args: &[&str]) -> (Running, SocketAddr) {
+    let mut child = Command::new(example("server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let running = Running { child };
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server printed its address");
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (running, addr)
+}
+
+#[test]
+fn server_example_echoes_and_exits_zero_on_sigterm() {
+    bounded(Duration::from_secs(60), || {
+        let (mut srv, addr) = server(&["--mode", "echo"]);
+        let mut peer = Peer::connect(addr);
+        let msg = json!({"k": [1, "two", {"three": null}]});
+        peer.send(&msg);
+        assert_eq!(peer.recv(), msg);
+        peer.send_raw(b"not json");
+        assert_eq!(peer.recv()["error"], "invalid_json");
+        peer.send(&json!(2));
+        assert_eq!(peer.recv(), json!(2));
+        srv.signal(libc::SIGTERM);
+        peer.expect_closed();
+        drop(peer);
+        assert!(srv.wait(Duration::from_secs(20)).success());
+    });
+}
+
+#[test]
+fn server_example_answers_every_request_in_flight_when_interrupted() {
+    bounded(Duration::from_secs(60), || {
+        const N: usize = 2000;
+        let (mut srv, addr) = server(&["--mode", "echo"]);
+        let mut peer = Peer::connect(addr);
+        let mut wire = Vec::new();
+        for i in 0..N {
+            wire.extend(frame(json!({"req": i}).to_string().as_bytes()));
+        }
+        peer.stream.write_all(&wire).unwrap();
+        srv.signal(libc::SIGINT);
+        for i in 0..N {
+            assert_eq!(peer.recv(), json!({"req": i}), "reply {i}");
+        }
+        peer.expect_closed();
+        drop(peer);
+        assert!(srv.wait(Duration::from_secs(20)).success());
+    });
+}
+
+#[test]
+fn sink_example_summarises_on_half_close() {
+    bounded(Duration::from_secs(60), || {
+        let (_srv, addr) = server(&["--mode", "sink"]);
+        let mut peer = Peer::connect(addr);
+        peer.send(&json!([1, 2, 3])); // 7 bytes
+        peer.send(&json!("ab")); // 4 bytes
+        peer.send_raw(b"{bad"); // not counted
+        assert_eq!(peer.recv()["error"], "invalid_json");
+        peer.stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(peer.recv(), json!({"received": 2, "bytes": 11}));
+        peer.expect_closed();
+    });
+}
+
+#[test]
+fn server_example_turns_away_connections_past_the_limit() {
+    bounded(Duration::from_secs(60), || {
+        let (_srv, addr) = server(&["--max-connections", "1"]);
+        let mut first = Peer::connect(addr);
+        first.send(&json!(1));
+        assert_eq!(first.recv(), json!(1));
+        let mut second = Peer::connect(addr);
+        assert_eq!(second.recv(), json!({"error": "busy", "limit": 1}));
+        second.expect_closed();
+        first.send(&json!(2));
+        assert_eq!(first.recv(), json!(2), "the first connection is unaffected");
+    });
+}
+
+fn run_client(addr: SocketAddr, args: &[&str]) -> (ExitStatus, Value) {
+    let out = Command::new(example("client"))
+        .args(["--addr", &addr.to_string()])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run client");
+    let line = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let summary: Value = serde_json::from_str(line.trim()).expect("one JSON line on stdout");
+    (out.status, summary)
+}
+
+#[test]
+fn client_example_streams_to_a_pausing_sink_and_reports() {
+    bounded(Duration::from_secs(120), || {
+        let (_srv, addr) = server(&[
+            "--mode",
+            "sink",
+            "--process-every",
+            "20",
+            "--process-ms",
+            "5",
+        ]);
+        let (status, s) = run_client(addr, &["--frames", "300", "--records", "20"]);
+        assert!(status.success(), "{s}");
+        for key in [
+            "frames",
+            "bytes",
+            "seconds",
+            "mb_per_s",
+            "drain_events",
+            "max_queued_bytes",
+            "peak_rss_kb",
+            "server_reply",
+        ] {
+            assert!(s.get(key).is_some(), "summary lacks {key}: {s}");
+        }
+        assert_eq!(s["frames"], 300);
+        assert_eq!(s["server_reply"]["received"], 300);
+        assert_eq!(s["server_reply"]["bytes"], s["bytes"]);
+        // Below high-water plus one frame (the default marks).
+        let frame = s["bytes"].as_u64().unwrap() / 300 + 4;
+        assert!(s["max_queued_bytes"].as_u64().unwrap() <= 256 * 1024 + frame);
+    });
+}
+
+#[test]
+fn client_example_ignoring_backpressure_is_capped_and_still_delivers() {
+    bounded(Duration::from_secs(120), || {
+        let (_srv, addr) = server(&[
+            "--mode",
+            "sink",
+            "--process-every",
+            "50",
+            "--process-ms",
+            "20",
+        ]);
+        let (status, s) = run_client(
+            addr,
+            &[
+                "--frames",
+                "400",
+                "--ignore-backpressure",
+                "--queue-limit",
+                "4000000",
+            ],
+        );
+        assert!(status.success(), "{s}");
+        assert_eq!(s["server_reply"]["received"], 400);
+        let max = s["max_queued_bytes"].as_u64().unwrap();
+        assert!(max > 256 * 1024, "it ignored the mark: {max}");
+        assert!(max <= 4_000_000, "the hard limit held: {max}");
+    });
+}
+
+#[test]
+fn client_example_fails_when_the_server_is_not_there() {
+    bounded(Duration::from_secs(60), || {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let out = Command::new(example("client"))
+            .args(["--addr", &addr.to_string(), "--frames", "1"])
+            .output()
+            .expect("run client");
+        assert!(!out.status.success());
+    });
+}
