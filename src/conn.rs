@@ -348,9 +348,13 @@ impl Connection {
     }
 
     /// Whether the reactor should come back to this connection without waiting for an event:
-    /// it may read, and either the socket may hold more or complete frames are buffered.
+    /// it may read, and either the socket may hold more, frames may be buffered, or a
+    /// shutdown is waiting for it to finish reading (the read path then closes it).
     pub(crate) fn has_pending_input(&self) -> bool {
-        self.may_deliver() && (self.readable || self.read_buf.len() >= crate::frame::HEADER_LEN)
+        self.may_deliver()
+            && (self.readable
+                || self.read_buf.len() >= crate::frame::HEADER_LEN
+                || self.finish_reading)
     }
 
     /// Cuts the next complete frame out of the read buffer.

@@ -270,3 +270,138 @@ fn graceful_shutdown_delivers_every_queued_reply() {
         assert_eq!(closed[0].1, "shutdown");
     });
 }
+
+#[test]
+fn a_stale_conn_id_never_reaches_the_slots_next_tenant() {
+    bounded(Duration::from_secs(30), || {
+        let echo = Echo::default();
+        let seen = echo.seen.clone();
+        let server = Server::start(Config::default(), echo);
+        let first = Peer::connect(server.addr);
+        let old = common::first_conn(&seen);
+        drop(first);
+        seen.wait(Duration::from_secs(10), "first closed", |s| {
+            (!s.closed.is_empty()).then_some(())
+        });
+        // Wait for the slot to be freed (end of the reactor turn), then take it.
+        server.wait_for(Duration::from_secs(10), "slot freed", |ctx| {
+            (ctx.figures().open_connections == 0).then_some(())
+        });
+        let mut second = Peer::connect(server.addr);
+        let new = seen.wait(Duration::from_secs(10), "second open", |s| {
+            s.opened.get(1).copied()
+        });
+        assert_eq!(
+            old.as_u64() as u32,
+            new.as_u64() as u32,
+            "the slab slot was reused"
+        );
+        assert_ne!(old, new, "but the id differs by generation");
+        let stale = server.query(move |ctx| ctx.send(old, &json!("stale")).is_err());
+        assert!(stale, "a send on the stale id is refused");
+        second.send(&json!("mine"));
+        assert_eq!(
+            second.recv(),
+            json!("mine"),
+            "the new tenant sees only its own frames"
+        );
+    });
+}
+
+#[test]
+fn a_reset_from_a_peer_with_queued_replies_closes_without_spinning() {
+    bounded(Duration::from_secs(30), || {
+        let config = Config {
+            high_water: 16 * 1024,
+            low_water: 4 * 1024,
+            ..Config::default()
+        };
+        let echo = Echo::default();
+        let seen = echo.seen.clone();
+        let server = Server::start(config, echo);
+        let mut peer = Peer::connect(server.addr);
+        let conn = common::first_conn(&seen);
+        // Requests until the server pauses us with replies queued; read none.
+        let payload = frame(format!("\"{}\"", "r".repeat(4000)).as_bytes());
+        peer.stream.set_nonblocking(true).unwrap();
+        let mut offset = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match peer.stream.write(&payload[offset..]) {
+                Ok(n) => offset = (offset + n) % payload.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let paused = server.query(move |ctx| {
+                        ctx.conn_figures(conn)
+                            .is_some_and(|f| !f.reading.is_empty() && f.queued_bytes > 0)
+                    });
+                    if paused {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "the server never paused us");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // SO_LINGER 0 turns close() into a RST.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt reads `linger` by pointer for the given length; the fd is open.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&peer.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        drop(peer);
+        let reason = seen.wait(Duration::from_secs(10), "close", |s| {
+            s.closed.first().cloned()
+        });
+        assert_eq!(reason.1, "io_error");
+        let f = server.query(|ctx| ctx.figures());
+        assert_eq!(f.queued_bytes, 0);
+        let turns = f.turns;
+        std::thread::sleep(Duration::from_millis(200));
+        let later = server.query(|ctx| ctx.figures().turns);
+        assert!(
+            later - turns <= 3,
+            "the reactor is spinning: {} turns",
+            later - turns
+        );
+    });
+}
+
+#[test]
+fn shutdown_waits_for_a_paused_connection_to_finish_reading() {
+    bounded(Duration::from_secs(30), || {
+        // A slow consumer that pauses 50 ms after every message.
+        let sink = Sink {
+            every: 1,
+            pause: Duration::from_millis(50),
+            ..Sink::default()
+        };
+        let seen = sink.seen.clone();
+        let server = Server::start(Config::default(), sink);
+        let mut peer = Peer::connect(server.addr);
+        for i in 0..5 {
+            peer.send(&json!(i));
+        }
+        peer.stream.shutdown(Shutdown::Write).unwrap();
+        seen.wait(Duration::from_secs(10), "first message", |s| {
+            (s.messages >= 1).then_some(())
+        });
+        // Shut down while the connection is paused with four messages unread.
+        server.handle.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!(peer.recv()["received"], 5, "nothing accepted was lost");
+        peer.expect_closed();
+        drop(peer);
+        let sink = server.join();
+        assert_eq!(sink.seen.get(|s| s.messages), 5);
+    });
+}
