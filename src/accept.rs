@@ -7,6 +7,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mio::event::Event;
@@ -25,6 +26,32 @@ use crate::write_queue::WriteQueue;
 /// socket closes); beyond this they are closed at once.
 const MAX_REJECTED_LINGERING: usize = 256;
 
+/// How long the listener is left alone after `accept` fails for lack of resources.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Lets a message through at most once a second and counts what it held back, so a flood
+/// of identical failures costs one log line a second, not one per event.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// `Some(n)` if a line may be logged now (`n` lines were held back since the last one).
+    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 impl Engine {
     /// Binds a listener and starts accepting. Returns the bound address (useful with port 0).
     pub(crate) fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
@@ -37,6 +64,7 @@ impl Engine {
         entry.insert(Slot::Listener(Listener {
             socket,
             closed: false,
+            backing_off: false,
         }));
         log::info!("listening on {local}");
         Ok(local)
@@ -49,22 +77,66 @@ impl Engine {
             let Some(Slot::Listener(l)) = self.slots.get(key) else {
                 return;
             };
-            if l.closed {
+            if l.closed || l.backing_off {
                 return;
             }
             match l.socket.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE/ENFILE and friends: the connection stays in the backlog and the
-                    // next connection attempt produces another event. Logged, not retried in a
-                    // loop.
-                    log::warn!("accept failed: {e}");
-                    return;
-                }
+                // Interrupted, or the peer gave up between SYN and accept: next, please.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => return self.accept_failed(key, e),
             }
         }
+    }
+
+    /// `accept` failed for want of resources: EMFILE (our descriptor limit), ENFILE (the
+    /// system's), ENOBUFS/ENOMEM. The connection stays in the kernel's backlog, and retrying
+    /// now would fail the same way, in a loop. So the listener is deregistered for
+    /// [`ACCEPT_BACKOFF`] while the reactor goes on serving the connections it has (whose
+    /// closing frees descriptors), then a timer re-registers it and accepting resumes by
+    /// itself. The failure is logged at most once a second.
+    fn accept_failed(&mut self, key: usize, error: io::Error) {
+        let now = self.now;
+        if let Some(Slot::Listener(l)) = self.slots.get_mut(key) {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+            l.backing_off = true;
+        }
+        self.timers
+            .push(now + ACCEPT_BACKOFF, Due::ResumeAccept(key));
+        self.counters.accept_errors += 1;
+        if let Some(held_back) = self.accept_log.allow(now) {
+            log::warn!(
+                "accept failed: {error} ({} connections open); pausing accepts for {:?} \
+                 ({held_back} similar failures not logged)",
+                self.open,
+                ACCEPT_BACKOFF
+            );
+        }
+    }
+
+    /// The back-off is over: watch the listener again and drain its backlog.
+    pub(crate) fn resume_accept(&mut self, key: usize) {
+        let Some(Slot::Listener(l)) = self.slots.get_mut(key) else {
+            return;
+        };
+        if l.closed || !l.backing_off {
+            return;
+        }
+        l.backing_off = false;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut l.socket, Token(key), Interest::READABLE)
+        {
+            log::error!("listener re-registration failed: {e}");
+            return;
+        }
+        self.accept(key);
     }
 
     /// Takes an accepted socket into the slab, or turns it away if we are at the limit.
@@ -72,14 +144,27 @@ impl Engine {
         if self.open >= self.config.max_connections {
             return self.reject_busy(stream, peer);
         }
-        if self.config.nodelay {
-            let _ = stream.set_nodelay(true);
-        }
+        self.apply_socket_options(&stream);
         let id = self.insert(stream, Some(peer), false);
         self.counters.accepted += 1;
         self.open += 1;
         self.opened(id);
         log::debug!("{id}: accepted from {peer}");
+    }
+
+    /// `TCP_NODELAY` and buffer sizes from the config. Failures are logged, not fatal: the
+    /// connection works without them.
+    fn apply_socket_options(&self, stream: &TcpStream) {
+        let sock = socket2::SockRef::from(stream);
+        let c = &self.config;
+        let results = [
+            c.nodelay.then(|| sock.set_tcp_nodelay(true)),
+            c.send_buffer_size.map(|n| sock.set_send_buffer_size(n)),
+            c.recv_buffer_size.map(|n| sock.set_recv_buffer_size(n)),
+        ];
+        for e in results.into_iter().flatten().filter_map(Result::err) {
+            log::debug!("socket option not applied: {e}");
+        }
     }
 
     fn insert(&mut self, stream: TcpStream, peer: Option<SocketAddr>, outbound: bool) -> ConnId {
@@ -96,6 +181,11 @@ impl Engine {
             self.now,
         );
         entry.insert(Slot::Conn(conn));
+        if self.budget_paused {
+            if let Some(conn) = conn_mut(&mut self.slots, id) {
+                conn.pause(crate::conn::PauseReason::Budget, self.now);
+            }
+        }
         self.touch(id);
         id
     }
@@ -157,7 +247,19 @@ impl Engine {
                 self.config.max_connections
             )));
         }
-        let stream = TcpStream::connect(addr)?;
+        // Buffer sizes must be set before connecting to take part in window scaling, so the
+        // socket is made by hand rather than with `TcpStream::connect`.
+        let domain = socket2::Domain::for_address(addr);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        let stream = TcpStream::from_std(std::net::TcpStream::from(socket));
+        self.apply_socket_options(&stream);
+        match socket2::SockRef::from(&stream).connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
         let id = self.insert(stream, Some(addr), true);
         self.open += 1;
         log::debug!("{id}: connecting to {addr}");
@@ -167,7 +269,6 @@ impl Engine {
     /// Learns the outcome of a non-blocking connect, the way mio documents it: the writable
     /// event says "something happened"; `take_error` and `peer_addr` say what.
     fn finish_connect(&mut self, id: ConnId) {
-        let nodelay = self.config.nodelay;
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
@@ -179,9 +280,6 @@ impl Engine {
             Ok(addr) => {
                 conn.peer = Some(addr);
                 conn.writable = true;
-                if nodelay {
-                    let _ = conn.stream.set_nodelay(true);
-                }
                 conn.set_state(State::Open, "connected");
                 self.touch(id);
                 self.opened(id);

@@ -50,6 +50,12 @@ pub struct Config {
     /// A longer length prefix is answered with `frame_too_large` and the connection closed,
     /// decided from the four header bytes before anything is buffered.
     pub max_frame: usize,
+    /// Process-wide budget on bytes queued across all connections. Default 256 MiB; `None`
+    /// is off. When the total reaches it, the reactor stops reading every connection
+    /// ([`crate::PauseReason::Budget`]); when the total falls to three quarters of it, reading
+    /// resumes. Per-connection marks bound one peer; this bounds all of them together (200
+    /// slow readers times 256 KiB would otherwise be 50 MiB, 10,000 would be 2.5 GiB).
+    pub queue_budget: Option<usize>,
     /// Open connections allowed at once (accepted plus outbound). Default 10,000.
     /// A connection accepted past it gets `{"error":"busy"}` and is closed without being read.
     /// Remember the process's file-descriptor limit (`ulimit -n`) is usually lower.
@@ -73,6 +79,14 @@ pub struct Config {
     /// makes the kernel send RST, which can destroy our last replies before the peer reads
     /// them. Default 2 s.
     pub linger: Duration,
+    /// `SO_SNDBUF` for every connection, in bytes; `None` (the default) leaves the kernel's
+    /// auto-tuning alone. A small send buffer moves backpressure out of the kernel and into
+    /// the write queue, where it is visible and counted: useful for demonstrations and for
+    /// servers that want memory per connection bounded tightly. Linux doubles the value.
+    pub send_buffer_size: Option<usize>,
+    /// `SO_RCVBUF` for every connection, in bytes; `None` (the default) leaves auto-tuning on.
+    /// A small receive buffer makes a paused reader's TCP window close sooner.
+    pub recv_buffer_size: Option<usize>,
     /// `TCP_NODELAY` on every connection. Default true: frames are already batched by the
     /// write queue, so Nagle's algorithm only adds latency.
     pub nodelay: bool,
@@ -85,11 +99,14 @@ impl Default for Config {
             low_water: 64 * 1024,
             queue_limit: None,
             max_frame: DEFAULT_MAX_FRAME,
+            queue_budget: Some(256 * 1024 * 1024),
             max_connections: 10_000,
             idle_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(30)),
             pause_reads_above_high_water: true,
             linger: Duration::from_secs(2),
+            send_buffer_size: None,
+            recv_buffer_size: None,
             nodelay: true,
         }
     }
@@ -146,6 +163,11 @@ impl Config {
                 self.effective_queue_limit(),
                 self.high_water
             )));
+        }
+        if self.queue_budget == Some(0) {
+            return Err(ConfigError(
+                "queue_budget must be at least 1 byte (or None)".into(),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));

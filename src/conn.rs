@@ -103,15 +103,23 @@ pub enum PauseReason {
     /// This connection's own write queue is above its high-water mark (a peer that does not
     /// read its replies).
     WriteQueue,
+    /// The bytes queued across all connections reached [`crate::Config::queue_budget`]; every
+    /// connection stops reading until the total falls back.
+    Budget,
 }
 
 impl PauseReason {
-    const ALL: [PauseReason; 2] = [PauseReason::Application, PauseReason::WriteQueue];
+    const ALL: [PauseReason; 3] = [
+        PauseReason::Application,
+        PauseReason::WriteQueue,
+        PauseReason::Budget,
+    ];
 
     fn bit(self) -> u8 {
         match self {
             PauseReason::Application => 1,
             PauseReason::WriteQueue => 2,
+            PauseReason::Budget => 4,
         }
     }
 }
@@ -220,6 +228,9 @@ pub(crate) struct Connection {
     pub(crate) frames_in: u64,
     pub(crate) bytes_in: u64,
     pub(crate) reads: u64,
+    /// The largest the read buffer's capacity has been (memory figures, and the proof that a
+    /// hostile length prefix reserved nothing).
+    pub(crate) peak_read_capacity: usize,
     pub(crate) opened_at: Instant,
 }
 
@@ -268,6 +279,7 @@ impl Connection {
             frames_in: 0,
             bytes_in: 0,
             reads: 0,
+            peak_read_capacity: 0,
             opened_at: now,
         }
     }
@@ -377,6 +389,7 @@ impl Connection {
         let wanted = self.decoder.bytes_wanted(&self.read_buf).max(READ_CHUNK);
         if self.read_buf.capacity() - self.read_buf.len() < wanted / 2 {
             self.read_buf.reserve(wanted);
+            self.peak_read_capacity = self.peak_read_capacity.max(self.read_buf.capacity());
         }
         loop {
             match recv_into(&self.stream, &mut self.read_buf) {
@@ -425,6 +438,8 @@ impl Connection {
             bytes_in: self.bytes_in,
             reads: self.reads,
             read_buffered_bytes: self.read_buf.len(),
+            read_buffer_capacity: self.read_buf.capacity(),
+            peak_read_buffer_capacity: self.peak_read_capacity,
             paused_time: self.paused_time(now),
             age: now.saturating_duration_since(self.opened_at),
         }

@@ -132,7 +132,8 @@ impl<'a> Context<'a> {
         self.engine.conn_ref(conn).map_or(0, |c| c.queue.len())
     }
 
-    /// Everything known about `conn`, or `None` if it is closed.
+    /// Everything known about `conn`, or `None` if it is gone. Still available inside
+    /// [`crate::Handler::on_close`], for the connection's last figures.
     pub fn conn_figures(&self, conn: ConnId) -> Option<ConnFigures> {
         self.engine.conn_figures(conn)
     }

@@ -63,6 +63,8 @@ pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
     /// Shutting down: deregistered, freed at the end of the turn.
     pub(crate) closed: bool,
+    /// Deregistered after an accept failure; a timer re-registers it.
+    pub(crate) backing_off: bool,
 }
 
 /// What occupies a slab slot.
@@ -96,6 +98,7 @@ pub(crate) struct Counters {
     pub(crate) frames_in: u64,
     pub(crate) invalid_frames: u64,
     pub(crate) turns: u64,
+    pub(crate) accept_errors: u64,
 }
 
 /// The reactor's state. See the module docs.
@@ -126,7 +129,13 @@ pub(crate) struct Engine {
     pub(crate) lingering: usize,
     /// Bytes queued across all connections.
     pub(crate) queued: usize,
+    /// The most ever queued across all connections.
+    pub(crate) peak_queued: usize,
+    /// Reading is paused everywhere because `queued` reached the queue budget.
+    pub(crate) budget_paused: bool,
     pub(crate) counters: Counters,
+    /// Accept failures are logged at most once a second.
+    pub(crate) accept_log: crate::accept::LogLimiter,
 }
 
 /// Finds a live connection by id, checking the generation. A free function over the slab
@@ -180,7 +189,10 @@ impl Engine {
             open: 0,
             lingering: 0,
             queued: 0,
+            peak_queued: 0,
+            budget_paused: false,
             counters: Counters::default(),
+            accept_log: Default::default(),
         })
     }
 
@@ -198,8 +210,15 @@ impl Engine {
     }
 
     pub(crate) fn conn_ref(&self, id: ConnId) -> Option<&Connection> {
+        self.conn_even_closed(id)
+            .filter(|c| c.state() != State::Closed)
+    }
+
+    /// Like `conn_ref`, but also finds a connection closed this turn (its slot is freed at
+    /// the end of the turn), so `on_close` can still read its last figures.
+    fn conn_even_closed(&self, id: ConnId) -> Option<&Connection> {
         match self.slots.get(id.index()) {
-            Some(Slot::Conn(c)) if c.id == id && c.state() != State::Closed => Some(c),
+            Some(Slot::Conn(c)) if c.id == id => Some(c),
             _ => None,
         }
     }
@@ -275,7 +294,49 @@ impl Engine {
             conn.pause(PauseReason::WriteQueue, now);
         }
         mark_dirty(&mut self.dirty, conn);
+        self.peak_queued = self.peak_queued.max(self.queued);
+        if !self.budget_paused && self.config.queue_budget.is_some_and(|b| self.queued >= b) {
+            self.set_budget_pause(true);
+        }
         Ok(pressure)
+    }
+
+    /// The process-wide budget: past it, nobody reads, so no request can add a reply until
+    /// the queues drain to three quarters of the budget. O(connections) at each crossing,
+    /// which the hysteresis makes rare.
+    fn set_budget_pause(&mut self, on: bool) {
+        self.budget_paused = on;
+        let now = self.now;
+        if on {
+            log::warn!(
+                "queue budget reached: {} bytes queued across {} connections; pausing all reads",
+                self.queued,
+                self.open
+            );
+        } else {
+            log::info!("queue budget: {} bytes queued; reads resume", self.queued);
+        }
+        for (_, slot) in self.slots.iter_mut() {
+            let Slot::Conn(conn) = slot else { continue };
+            if !matches!(conn.state(), State::Open | State::Connecting) {
+                continue;
+            }
+            if on {
+                conn.pause(PauseReason::Budget, now);
+            } else if conn.resume(PauseReason::Budget, now) && conn.has_pending_input() {
+                mark_ready(&mut self.ready, conn);
+            }
+            mark_dirty(&mut self.dirty, conn);
+        }
+    }
+
+    /// Whether the budget pause can be lifted: the total fell to three quarters of it.
+    fn budget_recovered(&self) -> bool {
+        self.budget_paused
+            && self
+                .config
+                .queue_budget
+                .is_none_or(|b| self.queued <= b / 4 * 3)
     }
 
     /// The contract's reply to a payload that is not JSON; the connection stays open.
@@ -484,13 +545,19 @@ impl Engine {
     /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
     /// handling one batch of events goes out in as few `writev` calls as possible.
     pub(crate) fn flush_dirty(&mut self) {
-        while let Some(id) = self.dirty.pop() {
-            let Some(conn) = conn_mut(&mut self.slots, id) else {
-                continue;
-            };
-            conn.in_dirty = false;
-            self.flush(id);
-            self.sync_interest(id);
+        loop {
+            while let Some(id) = self.dirty.pop() {
+                let Some(conn) = conn_mut(&mut self.slots, id) else {
+                    continue;
+                };
+                conn.in_dirty = false;
+                self.flush(id);
+                self.sync_interest(id);
+            }
+            if !self.budget_recovered() {
+                return;
+            }
+            self.set_budget_pause(false); // marks every connection dirty: once more
         }
     }
 
@@ -587,25 +654,33 @@ impl Engine {
     // ----- figures ---------------------------------------------------------------------
 
     pub(crate) fn conn_figures(&self, id: ConnId) -> Option<ConnFigures> {
-        self.conn_ref(id).map(|c| c.figures(self.now))
+        self.conn_even_closed(id).map(|c| c.figures(self.now))
     }
 
     pub(crate) fn figures(&self) -> ReactorFigures {
-        let paused = self
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Conn(c) if c.state() == State::Open && !c.paused().is_empty()))
-            .count();
+        let (mut paused, mut slots) = (0, 0);
+        for (_, slot) in self.slots.iter() {
+            if let Slot::Conn(c) = slot {
+                slots += 1;
+                if c.state() == State::Open && !c.paused().is_empty() {
+                    paused += 1;
+                }
+            }
+        }
         ReactorFigures {
             open_connections: self.open,
             lingering_connections: self.lingering,
             paused_connections: paused,
             queued_bytes: self.queued,
+            peak_queued_bytes: self.peak_queued,
+            budget_paused: self.budget_paused,
+            connection_slots: slots,
             accepted: self.counters.accepted,
             rejected_busy: self.counters.rejected_busy,
             closed: self.counters.closed,
             frames_in: self.counters.frames_in,
             invalid_frames: self.counters.invalid_frames,
+            accept_errors: self.counters.accept_errors,
             turns: self.counters.turns,
             timers: self.timers.len(),
         }

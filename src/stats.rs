@@ -50,6 +50,10 @@ pub struct ConnFigures {
     pub reads: u64,
     /// Bytes in the read buffer (an incomplete frame, or frames waiting while paused).
     pub read_buffered_bytes: usize,
+    /// Capacity of the read buffer now (0 while the buffer is lent back to the pool).
+    pub read_buffer_capacity: usize,
+    /// The largest capacity the read buffer has had.
+    pub peak_read_buffer_capacity: usize,
     /// Total time reading has been paused.
     pub paused_time: Duration,
     /// Time since the connection was created.
@@ -68,6 +72,13 @@ pub struct ReactorFigures {
     pub paused_connections: usize,
     /// Bytes queued across all connections.
     pub queued_bytes: usize,
+    /// The most bytes ever queued across all connections at once.
+    pub peak_queued_bytes: usize,
+    /// True while reading is paused everywhere because the queue budget was reached.
+    pub budget_paused: bool,
+    /// Slab slots in use by connections (open, lingering, or closed this turn). Returns to
+    /// zero when every connection is gone: the leak check.
+    pub connection_slots: usize,
     /// Connections accepted since start.
     pub accepted: u64,
     /// Connections turned away with `busy`.
@@ -78,6 +89,8 @@ pub struct ReactorFigures {
     pub frames_in: u64,
     /// Payloads answered with `invalid_json`.
     pub invalid_frames: u64,
+    /// `accept` calls that failed for want of resources (descriptors, memory).
+    pub accept_errors: u64,
     /// Poll calls (reactor turns) since start.
     pub turns: u64,
     /// Pending entries in the timer heap.
@@ -88,11 +101,13 @@ impl fmt::Display for ReactorFigures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "open={} lingering={} paused={} queued={}B accepted={} busy={} closed={} frames_in={} invalid={} turns={}",
+            "open={} lingering={} paused={} queued={}B peak_queued={}B budget_paused={} accepted={} busy={} closed={} frames_in={} invalid={} turns={}",
             self.open_connections,
             self.lingering_connections,
             self.paused_connections,
             self.queued_bytes,
+            self.peak_queued_bytes,
+            self.budget_paused,
             self.accepted,
             self.rejected_busy,
             self.closed,

@@ -22,6 +22,7 @@ impl Engine {
                 Due::Idle(id) => self.check_idle(id),
                 Due::WriteStall(id) => self.check_write_stall(id),
                 Due::Linger(id) => self.end_linger(id),
+                Due::ResumeAccept(key) => self.resume_accept(key),
             }
         }
         if let RunState::ShuttingDown { deadline } = self.run {

@@ -41,6 +41,8 @@ pub(crate) enum Due {
     WriteStall(ConnId),
     /// The lingering close of this connection has lasted long enough.
     Linger(ConnId),
+    /// Re-register the listener in this slab slot after an accept back-off.
+    ResumeAccept(usize),
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

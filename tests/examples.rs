@@ -250,3 +250,117 @@ fn client_example_fails_when_the_server_is_not_there() {
         assert!(!out.status.success());
     });
 }
+
+/// A field of /proc/PID/status in KiB.
+fn proc_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field present")
+}
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which may contain spaces) start at "state".
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_flood_of_hostile_lengths_leaves_the_servers_rss_flat() {
+    bounded(Duration::from_secs(120), || {
+        let (srv, addr) = server(&["--mode", "echo"]);
+        let pid = srv.child.id();
+        let mut warm = Peer::connect(addr);
+        warm.send(&json!("warm"));
+        assert_eq!(warm.recv(), json!("warm"));
+        let before = proc_kb(pid, "VmHWM");
+        let junk = vec![b'j'; 64 * 1024];
+        for _ in 0..300 {
+            let mut p = Peer::connect(addr);
+            p.stream.write_all(&[0xFF, 0xFF, 0xFF, 0xFF]).unwrap();
+            let _ = p.stream.write_all(&junk); // may be cut short by the close
+            assert_eq!(p.recv()["error"], "frame_too_large");
+        }
+        warm.send(&json!("still"));
+        assert_eq!(warm.recv(), json!("still"));
+        let after = proc_kb(pid, "VmHWM");
+        assert!(
+            after <= before + 8 * 1024,
+            "peak RSS grew from {before} KiB to {after} KiB"
+        );
+    });
+}
+
+#[test]
+fn accept_backs_off_when_descriptors_run_out_and_recovers() {
+    common::raise_fd_limit();
+    bounded(Duration::from_secs(120), || {
+        // The server in a child process with 40 descriptors: about 30 connections' worth.
+        let stderr_path =
+            std::env::temp_dir().join(format!("hw-emfile-{}.log", std::process::id()));
+        let script = format!(
+            "ulimit -n 40 && exec '{}' --addr 127.0.0.1:0 2>'{}'",
+            example("server").display(),
+            stderr_path.display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let srv = Running { child };
+        let addr: SocketAddr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let pid = srv.child.id();
+
+        // 80 clients: the kernel completes every handshake, the server can accept ~30.
+        let mut peers: Vec<Peer> = (0..80).map(|_| Peer::connect(addr)).collect();
+        for (i, p) in peers.iter_mut().enumerate() {
+            p.send(&json!(i));
+        }
+        assert_eq!(peers[0].recv(), json!(0), "accepted connections are served");
+
+        // Out of descriptors with connections waiting: no busy loop, no log flood.
+        let ticks = cpu_ticks(pid);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let burned = cpu_ticks(pid) - ticks;
+        assert!(
+            burned < 30,
+            "the server burned {burned} ticks in {:?} while out of fds",
+            started.elapsed()
+        );
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let warnings = log.lines().filter(|l| l.contains("accept failed")).count();
+        assert!(warnings >= 1, "the failure was logged:\n{log}");
+        assert!(
+            warnings <= 3,
+            "{warnings} warnings in about a second:\n{log}"
+        );
+
+        // Free descriptors: the waiting connections are accepted and served, by themselves.
+        let late = peers.split_off(50);
+        drop(peers);
+        for (k, mut p) in late.into_iter().enumerate() {
+            assert_eq!(
+                p.recv(),
+                json!(50 + k),
+                "connection {} was served after recovery",
+                50 + k
+            );
+        }
+        let _ = std::fs::remove_file(&stderr_path);
+    });
+}

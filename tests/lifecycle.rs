@@ -344,22 +344,7 @@ fn a_reset_from_a_peer_with_queued_replies_closes_without_spinning() {
             }
         }
         // SO_LINGER 0 turns close() into a RST.
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: setsockopt reads `linger` by pointer for the given length; the fd is open.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&peer.stream),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&raw const linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
-        drop(peer);
+        peer.reset();
         let reason = seen.wait(Duration::from_secs(10), "close", |s| {
             s.closed.first().cloned()
         });

@@ -137,7 +137,20 @@ pub struct Peer {
 
 impl Peer {
     pub fn connect(addr: SocketAddr) -> Peer {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Peer::with_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A peer whose receive buffer is `bytes` (set before connecting, so the advertised
+    /// window stays small): a reader that can fall behind quickly.
+    pub fn connect_small_window(addr: SocketAddr, bytes: usize) -> Peer {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        socket.connect(&addr.into()).expect("connect");
+        Peer::with_stream(socket.into())
+    }
+
+    fn with_stream(stream: TcpStream) -> Peer {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -167,6 +180,13 @@ impl Peer {
             .expect("read frame")
             .expect("a frame, not end of stream");
         serde_json::from_slice(&p).expect("reply is JSON")
+    }
+
+    /// Turns this peer's close into a RST (SO_LINGER with a zero timeout), then closes.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
     }
 
     /// Expects the server to close: end of stream, or a reset.
@@ -216,6 +236,8 @@ pub struct Seen {
     pub bad_messages: u64,
     /// Largest write-queue length observed right after a send.
     pub peak_queued: usize,
+    /// Each closed connection's last figures, read in `on_close`.
+    pub last_figures: Vec<highwater::ConnFigures>,
 }
 
 /// `Seen` behind a mutex, with a condition variable so tests wait for events instead of
@@ -265,6 +287,14 @@ pub struct Echo {
 impl Handler for Echo {
     type Message = RawJson;
 
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+        let figures = ctx.conn_figures(conn);
+        self.seen.update(|s| {
+            s.closed.push((conn, reason.name().to_string()));
+            s.last_figures.extend(figures);
+        });
+    }
+
     fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
         self.seen.update(|s| s.opened.push(conn));
     }
@@ -280,11 +310,6 @@ impl Handler for Echo {
 
     fn on_bad_message(&mut self, _: &mut Context<'_>, _: ConnId, _: &highwater::DecodeError) {
         self.seen.update(|s| s.bad_messages += 1);
-    }
-
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
-        self.seen
-            .update(|s| s.closed.push((conn, reason.name().to_string())));
     }
 }
 
