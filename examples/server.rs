@@ -20,10 +20,11 @@ use highwater::{CloseReason, Config, ConnId, Context, Handler, RawJson, Reactor,
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--mode echo|sink]
   [--high-water BYTES] [--low-water BYTES] [--max-frame BYTES] [--max-connections N]
-  [--idle-timeout-ms MS] [--write-timeout-ms MS] [--process-every N --process-ms MS]
-  [--stats-interval-ms MS]
+  [--idle-timeout-ms MS] [--write-timeout-ms MS] [--queue-budget BYTES]
+  [--process-every N --process-ms MS] [--stats-interval-ms MS]
 defaults: --addr 127.0.0.1:7878 --mode echo --high-water 262144 --low-water 65536
-  --max-frame 8388608 --max-connections 10000 --idle-timeout-ms 60000 --write-timeout-ms 30000";
+  --max-frame 8388608 --max-connections 10000 --idle-timeout-ms 60000 --write-timeout-ms 30000
+  --queue-budget 268435456 (all connections together; 0 = off)";
 
 /// Timer data for the stats line; every other timer's data is a packed `ConnId`.
 const STATS_TIMER: u64 = u64::MAX;
@@ -128,6 +129,7 @@ fn main() -> std::io::Result<()> {
         max_connections: flags.get("max-connections", defaults.max_connections),
         idle_timeout: common::millis(flags.get("idle-timeout-ms", 60_000)),
         write_timeout: common::millis(flags.get("write-timeout-ms", 30_000)),
+        queue_budget: Some(flags.get("queue-budget", 256 * 1024 * 1024)).filter(|&b| b > 0),
         ..defaults
     };
     let process = match (
@@ -144,6 +146,11 @@ fn main() -> std::io::Result<()> {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+
+    // A server that allows 10,000 connections needs the descriptors for them; many systems
+    // start processes with a soft limit of 1,024. Running out is survivable (accept backs
+    // off), but there is no reason to run out early.
+    common::raise_fd_limit();
 
     let server = Server {
         mode,
