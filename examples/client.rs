@@ -27,47 +27,9 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage: client [--addr HOST:PORT] [--frames F] [--records K]
   [--high-water BYTES] [--low-water BYTES] [--queue-limit BYTES] [--ignore-backpressure]
+  [--stats-interval-ms MS]
 defaults: --addr 127.0.0.1:7878 --frames 50000 --records 50 --high-water 262144
   --low-water 65536 --queue-limit (high-water + max frame + 4)";
-
-const EYES: [&str; 3] = ["brown", "green", "blue"];
-const FRUITS: [&str; 3] = ["apple", "banana", "strawberry"];
-
-/// One sample user record, about 1.2 KB of JSON.
-fn record(i: usize) -> Value {
-    json!({
-        "_id": format!("5f1d7c2e9b{i:014x}"),
-        "isactive": i % 3 != 0,
-        "balance": format!("${},{:03}.{:02}", 1 + i % 9, (i * 37) % 1000, (i * 7) % 100),
-        "picture": "http://placehold.it/32x32",
-        "age": 20 + i % 45,
-        "eyecolor": EYES[i % 3],
-        "name": "Marguerite Okonkwo",
-        "gender": "female",
-        "company": "HIGHWATER",
-        "email": "m.okonkwo@highwater.example",
-        "phone": "+1 (915) 555-0142",
-        "address": "418 Tidewater Lane, Port Orchard, WA 98366",
-        "about": "Marguerite maintains the flow-control layer of a message broker and keeps a \
-                  notebook of every outage she has seen caused by an unbounded queue. She likes to \
-                  say that a buffer is a promise to remember something for someone who may never \
-                  come back for it, and that a high-water mark is the moment you admit it. On \
-                  weekends she restores wooden sailboats: a hull takes on water at the rate the sea \
-                  decides, and the pump had better say when it cannot keep up. She asks for a test \
-                  that fails before the fix and refuses any timeout nobody can explain.",
-        "registered": "2019-04-11T09:26:53 -02:00",
-        "latitude": 47.540_231 + (i % 100) as f64 * 1e-4,
-        "longitude": -122.636_118 - (i % 100) as f64 * 1e-4,
-        "tags": ["backpressure", "tcp", "queues", "mio", "rust"],
-        "friends": [
-            {"id": 0, "name": "Teodor Vasquez"},
-            {"id": 1, "name": "Ines Abernathy"},
-            {"id": 2, "name": "Kwame Rosen"}
-        ],
-        "greeting": "Hello, Marguerite! You have 7 unread messages.",
-        "favoritefruit": FRUITS[i % 3]
-    })
-}
 
 struct Producer {
     conn: Option<ConnId>,
@@ -83,6 +45,7 @@ struct Producer {
     server_reply: Option<Value>,
     finished_sending: bool,
     close_reason: Option<String>,
+    stats_interval: Option<std::time::Duration>,
 }
 
 impl Producer {
@@ -117,6 +80,34 @@ impl Producer {
 
 impl Handler for Producer {
     type Message = Value;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if let Some(every) = self.stats_interval {
+            ctx.set_timer(every, 0);
+        }
+    }
+
+    /// The stats line: this connection's link of the chain, then the process.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: highwater::TimerId, _: u64) {
+        if let Some(f) = self.conn.and_then(|c| ctx.conn_figures(c)) {
+            let unknown = |v: Option<u32>| v.map_or("unknown".into(), |v| v.to_string());
+            eprintln!(
+                "stats sent={} queued={}B high_water={}B drains={} writable_interest={} \
+                 kernel_unsent={} peer_window={} {}",
+                self.sent,
+                f.queued_bytes,
+                f.high_water,
+                f.drain_events,
+                f.writable_interest,
+                unknown(f.kernel.unsent_bytes),
+                unknown(f.kernel.peer_window),
+                highwater::process_figures()
+            );
+        }
+        if let Some(every) = self.stats_interval {
+            ctx.set_timer(every, 0);
+        }
+    }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         self.produce(ctx, conn);
@@ -155,6 +146,7 @@ fn main() -> std::io::Result<()> {
         ..defaults
     };
     let ignore_backpressure = flags.switch("ignore-backpressure");
+    let stats_interval = common::millis(flags.get("stats-interval-ms", 0));
     flags.finish();
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");
@@ -165,8 +157,7 @@ fn main() -> std::io::Result<()> {
         std::process::exit(2);
     }
 
-    let batch: Vec<Value> = (0..records).map(record).collect();
-    let template = serde_json::to_vec(&batch).map_err(std::io::Error::other)?;
+    let template = common::sample_frame(records);
     let producer = Producer {
         conn: None,
         template,
@@ -179,6 +170,7 @@ fn main() -> std::io::Result<()> {
         server_reply: None,
         finished_sending: false,
         close_reason: None,
+        stats_interval,
     };
     let mut reactor = Reactor::new(config, producer)?;
     let conn = reactor.connect(addr)?;

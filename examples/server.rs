@@ -94,7 +94,7 @@ impl Handler for Server {
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
         if data == STATS_TIMER {
-            eprintln!("stats {}", ctx.figures());
+            eprintln!("stats {} {}", ctx.figures(), highwater::process_figures());
             if let Some(every) = self.stats_interval {
                 ctx.set_timer(every, STATS_TIMER);
             }

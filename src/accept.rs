@@ -55,7 +55,25 @@ impl LogLimiter {
 impl Engine {
     /// Binds a listener and starts accepting. Returns the bound address (useful with port 0).
     pub(crate) fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let mut socket = TcpListener::bind(addr)?;
+        // Built with socket2 so the buffer sizes can be set before `listen`: accepted sockets
+        // inherit them, and the receive buffer must be in place before the handshake for the
+        // window scale to match it.
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        if let Some(n) = self.config.recv_buffer_size {
+            socket.set_recv_buffer_size(n)?;
+        }
+        if let Some(n) = self.config.send_buffer_size {
+            socket.set_send_buffer_size(n)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        let mut socket = TcpListener::from_std(socket.into());
         let local = socket.local_addr()?;
         let entry = self.slots.vacant_entry();
         self.poll

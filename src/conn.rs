@@ -440,6 +440,13 @@ impl Connection {
             read_buffered_bytes: self.read_buf.len(),
             read_buffer_capacity: self.read_buf.capacity(),
             peak_read_buffer_capacity: self.peak_read_capacity,
+            readable_interest: self.registered.is_some_and(|i| i.is_readable()),
+            writable_interest: self.registered.is_some_and(|i| i.is_writable()),
+            kernel: if self.state == State::Closed {
+                crate::kernel::KernelFigures::default()
+            } else {
+                crate::kernel::kernel_figures(&self.stream)
+            },
             paused_time: self.paused_time(now),
             age: now.saturating_duration_since(self.opened_at),
         }

@@ -4,38 +4,78 @@
 //! you can see.
 //!
 //! A fast producer and a slow consumer meet over TCP. Backpressure is the chain of signals
-//! that keeps the producer from burying the consumer (or itself) in bytes. highwater makes
-//! every link of that chain a named function you can read, in the order the bytes flow:
+//! that keeps the producer from burying the consumer (or itself) in bytes. This page walks
+//! that chain link by link, in the order the bytes flow, and names the function where each
+//! link lives, so the reactor can be studied in that order. (Functions in `engine.rs`,
+//! `conn.rs` and `reactor.rs` are private; read them in the source.)
 //!
-//! ```text
-//!  PRODUCER                                                 CONSUMER
-//!  Context::send ──► WriteQueue::push_json                  Context::pause_reading
-//!    │  (queue ≥ high-water: Pressure::High, stop)            │  Engine::pause
-//!    ▼                                                        ▼
-//!  Engine::flush ──► WriteQueue::write_to (writev)          Connection::interest
-//!    │  WouldBlock: kernel send buffer full                   │  READABLE dropped
-//!    ▼                                                        ▼
-//!  kernel send buffer ═════ TCP, window ═════► kernel receive buffer fills, window → 0
-//!    ▲
-//!    │  window reopens when the consumer reads (Engine::resume → ready list → Reactor::read)
-//!  Engine::flush: queue ≤ low-water → Handler::on_drain: produce again
-//! ```
+//! ## 1. The application produces: [`Context::send`]
 //!
-//! - The wire format is in [`frame`]: a 4-byte big-endian length, then that many bytes of
-//!   UTF-8 JSON. Oversized lengths are rejected from the header alone ([`frame::check_header`]).
-//! - What a payload becomes is chosen by the handler's message type ([`Decode`]):
-//!   `serde_json::Value`, your own `Deserialize` type, or [`RawJson`] (validated, not parsed).
-//! - The application implements [`Handler`] and acts through [`Context`]; other threads use
-//!   a [`Handle`].
-//! - The reactor's limits are all in [`Config`].
+//! A handler calls [`Context::send`] (or [`Context::send_payload`] for bytes that are already
+//! JSON). `Engine::push` (`engine.rs`) finds the connection and hands the frame to
+//! [`WriteQueue::push_json`] / [`WriteQueue::push_payload`], which encode it straight into the
+//! queue's buffer ([`frame::encode_json`]) and count it in bytes. Nothing is written yet.
+//!
+//! ## 2. The write queue judges: [`Pressure`]
+//!
+//! When the queue reaches its high-water mark the send returns [`Pressure::High`]: the frame
+//! was queued, but the producer should stop (Node's `write()` returning `false`). Past the
+//! hard limit the send fails with [`SendError::QueueFull`] and nothing is queued: the
+//! producer that ignores `High` is stopped here, before it exhausts memory.
+//!
+//! On the receiving side of a server the same mark is a defence: `Engine::push` also pauses
+//! *reading* the connection ([`PauseReason::WriteQueue`]), so a peer that sends requests but
+//! never reads the replies cannot make us buffer them.
+//!
+//! ## 3. The kernel's send buffer: `Engine::flush`
+//!
+//! Before the reactor sleeps, `Engine::flush_dirty` calls `Engine::flush` for every
+//! connection touched this turn: [`WriteQueue::write_to`] hands as many queued frames as fit
+//! to one `writev`. When the kernel's send buffer is full the write returns `WouldBlock`;
+//! the bytes stay queued and `Connection::interest` (`conn.rs`) keeps WRITABLE registered.
+//! That is the only place interest is decided: WRITABLE exactly while the queue is non-empty.
+//! [`kernel_figures`] shows this link: [`KernelFigures::unsent_bytes`].
+//!
+//! ## 4. TCP: the window
+//!
+//! The kernel sends only as much as the peer's advertised receive window allows
+//! ([`KernelFigures::peer_window`]). A consumer that does not read lets its receive buffer
+//! fill ([`KernelFigures::unread_bytes`]) and the window it advertises shrinks to zero.
+//!
+//! ## 5. The consumer stops reading: [`Context::pause_reading`]
+//!
+//! A slow consumer calls [`Context::pause_reading`]; `Engine::pause` adds
+//! [`PauseReason::Application`], and `Connection::interest` drops READABLE, which
+//! `Engine::sync_interest` tells the poller. Paused means *not asking*, not ignoring: no
+//! event loop spins, and the unread bytes stay in the kernel, which is what closes the window.
+//! [`Config::queue_budget`] does the same to every connection at once
+//! ([`PauseReason::Budget`]) when all queues together reach the budget.
+//!
+//! ## 6. And back: [`Context::resume_reading`] → [`Handler::on_drain`]
+//!
+//! `Engine::resume` clears the reason and puts the connection on the ready list (bytes that
+//! arrived while paused will produce no new event); `Reactor::read` reads them, the consumer's
+//! window reopens, the producer's kernel takes its bytes, and `Engine::flush` sees the queue
+//! fall to the low-water mark: [`WriteQueue::take_drain`] reports the drain once, and the
+//! reactor calls [`Handler::on_drain`]. The producer produces again (Node's `'drain'`).
 //!
 //! ## Readiness is edge-triggered
 //!
 //! mio reports that a socket *became* readable or writable, once. Code that reads "some" and
-//! returns will never hear from that socket again. The reactor reads until `WouldBlock`, or
-//! remembers that the socket is still readable (a paused connection, a connection out of
-//! budget for this turn) and comes back to it without waiting for an event. See
-//! `conn.rs` and `Reactor::read`.
+//! returns will never hear from that socket again. `Reactor::read` reads until `WouldBlock`,
+//! or remembers that the socket is still readable (a paused connection, a connection out of
+//! budget for this turn: [`READS_PER_TURN`], [`FRAMES_PER_TURN`]) and comes back to it
+//! through the ready list without waiting for an event.
+//!
+//! ## The rest
+//!
+//! - The wire format is in [`frame`]: a 4-byte big-endian length, then that many bytes of
+//!   UTF-8 JSON. Oversized lengths are rejected from the header alone ([`frame::check_header`]).
+//! - What a payload becomes is the handler's message type ([`Decode`]): `serde_json::Value`,
+//!   your own `Deserialize` type, or [`RawJson`] (validated, not parsed, not copied).
+//! - Other threads reach a running reactor through a [`Handle`].
+//! - Every limit is in [`Config`]; every figure is in [`ConnFigures`], [`ReactorFigures`],
+//!   [`KernelFigures`] and [`ProcessFigures`].
 //!
 //! ## Example
 //!
@@ -69,6 +109,7 @@ mod engine;
 pub mod frame;
 mod handle;
 mod handler;
+mod kernel;
 mod message;
 mod reactor;
 mod reply;
@@ -84,8 +125,9 @@ pub use context::Context;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
 pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler};
+pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
 pub use reactor::{FRAMES_PER_TURN, READS_PER_TURN, Reactor};
-pub use stats::{ConnFigures, ReactorFigures};
+pub use stats::{ConnFigures, ProcessFigures, ReactorFigures, process_figures};
 pub use timer::TimerId;
 pub use write_queue::{Marks, Pressure, QueueFigures, SendError, WriteQueue};

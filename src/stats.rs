@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::conn::{ConnId, Paused, State};
+use crate::kernel::KernelFigures;
 
 /// One connection's figures. Get them with [`crate::Context::conn_figures`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,13 @@ pub struct ConnFigures {
     pub read_buffer_capacity: usize,
     /// The largest capacity the read buffer has had.
     pub peak_read_buffer_capacity: usize,
+    /// Whether READABLE interest is registered with the poller now.
+    pub readable_interest: bool,
+    /// Whether WRITABLE interest is registered now (true exactly while the queue is
+    /// non-empty, or a connect is in progress).
+    pub writable_interest: bool,
+    /// The kernel's side of this socket: unsent and unread bytes, and both windows.
+    pub kernel: KernelFigures,
     /// Total time reading has been paused.
     pub paused_time: Duration,
     /// Time since the connection was created.
@@ -115,5 +123,71 @@ impl fmt::Display for ReactorFigures {
             self.invalid_frames,
             self.turns
         )
+    }
+}
+
+/// The process's own figures, from `/proc/self` (Linux); `None` where unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessFigures {
+    /// Resident set size now, in KiB (`VmRSS`).
+    pub rss_kb: Option<u64>,
+    /// Peak resident set size, in KiB (`VmHWM`).
+    pub peak_rss_kb: Option<u64>,
+    /// Open file descriptors (entries of `/proc/self/fd`).
+    pub open_fds: Option<usize>,
+}
+
+impl fmt::Display for ProcessFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "rss={}KiB peak_rss={}KiB fds={}",
+            show(self.rss_kb),
+            show(self.peak_rss_kb),
+            show(self.open_fds.map(|n| n as u64))
+        )
+    }
+}
+
+/// Reads the process's RSS, peak RSS and open descriptors. A few small file reads: fine for a
+/// stats line every second, not for every frame.
+pub fn process_figures() -> ProcessFigures {
+    let status = std::fs::read_to_string("/proc/self/status").ok();
+    let field = |name: &str| -> Option<u64> {
+        status
+            .as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    ProcessFigures {
+        rss_kb: field("VmRSS"),
+        peak_rss_kb: field("VmHWM"),
+        open_fds: std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let before = process_figures();
+        let rss = before.rss_kb.expect("VmRSS");
+        assert!(rss > 0);
+        assert!(before.peak_rss_kb.expect("VmHWM") >= rss);
+        let fds = before.open_fds.expect("fd count");
+        let extra: Vec<_> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/status").unwrap())
+            .collect();
+        // Other tests run in parallel threads and open files too, so only a lower bound holds.
+        assert!(process_figures().open_fds.unwrap() + 5 > fds);
+        drop(extra);
     }
 }

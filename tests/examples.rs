@@ -364,3 +364,44 @@ fn accept_backs_off_when_descriptors_run_out_and_recovers() {
         let _ = std::fs::remove_file(&stderr_path);
     });
 }
+
+#[test]
+fn demo_shows_every_link_engage_in_order_and_plots_it() {
+    bounded(Duration::from_secs(120), || {
+        let svg = std::env::temp_dir().join(format!("hw-demo-{}.svg", std::process::id()));
+        let out = Command::new(example("demo"))
+            .args([
+                "--seconds",
+                "4",
+                "--process-every",
+                "20",
+                "--process-ms",
+                "1000",
+            ])
+            .arg("--svg")
+            .arg(&svg)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run demo");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let rows = text
+            .lines()
+            .filter(|l| l.contains("generating") || l.contains("stopped"))
+            .count();
+        assert!(rows >= 12, "a row every 250 ms for 4 s:\n{text}");
+        assert!(text.contains("paused"), "{text}");
+        assert!(text.contains("Every link engaged, in order."), "{text}");
+        let plot = std::fs::read_to_string(&svg).expect("the SVG was written");
+        for series in [
+            "write queue",
+            "unsent",
+            "unread",
+            "advertised window",
+            "consumer reading",
+        ] {
+            assert!(plot.contains(series), "the plot lacks {series}");
+        }
+        let _ = std::fs::remove_file(&svg);
+    });
+}

@@ -1,0 +1,388 @@
+//! The backpressure chain, live: a fast producer and a slow consumer in one process, on two
+//! reactors on two threads, over loopback.
+//!
+//! ```text
+//! cargo run --release --example demo
+//! ```
+//!
+//! The consumer "processes" in bursts, like the article's server: after every
+//! `--process-every` messages it stops reading for `--process-ms`. The producer sends the
+//! contract's sample frames and obeys its write queue's high-water mark. Every 250 ms a row
+//! shows each link of the chain, in the order the pressure travels back:
+//!
+//! consumer paused → unread bytes pile up in its kernel buffer → the window it advertises
+//! shrinks to 0 → the producer's kernel send buffer fills (WRITABLE interest stays on) → the
+//! producer's queue reaches high-water → the producer stops; and forward again on resume.
+//!
+//! At the end it says in words what happened and writes an SVG plot of the same series.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod plot;
+mod story;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use highwater::{
+    CloseReason, Config, ConnFigures, ConnId, Context, Handle, Handler, Pressure, RawJson, Reactor,
+    TimerId,
+};
+use serde_json::Value;
+
+const USAGE: &str =
+    "usage: demo [--seconds S] [--records K] [--rate-mb MB_PER_S] [--high-water BYTES]
+  [--low-water BYTES] [--kernel-buffer BYTES] [--process-every N] [--process-ms MS] [--svg PATH]
+defaults: --seconds 10 --records 50 (a ~61 KB frame) --rate-mb 2 (0 = as fast as allowed)
+  --high-water 262144 --low-water 65536
+  --kernel-buffer 131072 (SO_RCVBUF/SO_SNDBUF; 0 = the kernel's auto-tuning)
+  --process-every 40 --process-ms 1500 --svg target/highwater-demo.svg";
+
+/// How often the links are sampled; every tenth sample is printed.
+const SAMPLE: Duration = Duration::from_millis(25);
+const PRINT_EVERY: usize = 10;
+
+/// What the two handlers tell the main thread (times in seconds since start).
+#[derive(Default)]
+pub struct Board {
+    pub producer_conn: Option<ConnId>,
+    pub consumer_conn: Option<ConnId>,
+    pub generating: bool,
+    pub sent: u64,
+    /// When the producer got `Pressure::High` and when the drain that followed came.
+    pub stops: Vec<f64>,
+    pub drains: Vec<f64>,
+    pub reading: bool,
+    pub processed: u64,
+    pub pauses: Vec<f64>,
+    pub resumes: Vec<f64>,
+    pub confirmed: Option<u64>,
+}
+
+type Shared = Arc<Mutex<Board>>;
+
+fn board(shared: &Shared) -> std::sync::MutexGuard<'_, Board> {
+    // A panicked handler thread must not hide the summary: use the data anyway.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The slow consumer.
+struct Consumer {
+    every: u64,
+    pause: Duration,
+    start: Instant,
+    board: Shared,
+}
+
+impl Handler for Consumer {
+    type Message = RawJson;
+    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
+        let mut b = board(&self.board);
+        b.consumer_conn = Some(conn);
+        b.reading = true;
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: RawJson) {
+        let mut b = board(&self.board);
+        b.processed += 1;
+        if b.processed % self.every == 0 {
+            // "Processing": stop reading without blocking the reactor, resume on a timer.
+            ctx.pause_reading(conn);
+            ctx.set_timer(self.pause, conn.as_u64());
+            b.reading = false;
+            b.pauses.push(self.start.elapsed().as_secs_f64());
+        }
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
+        ctx.resume_reading(ConnId::from_u64(data));
+        let mut b = board(&self.board);
+        b.reading = true;
+        b.resumes.push(self.start.elapsed().as_secs_f64());
+    }
+    fn on_peer_shutdown(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let processed = board(&self.board).processed;
+        let _ = ctx.send(conn, &serde_json::json!({"received": processed}));
+        ctx.close(conn);
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_>, _: ConnId, _: &CloseReason) {
+        ctx.stop();
+    }
+}
+
+/// The producer: generates frames at `interval` (or as fast as it may, if zero), sends while
+/// below high-water, stops on `Pressure::High`, resumes on drain, half-closes once `until`
+/// has passed. While stopped, its source is paused: it does not catch up afterwards.
+struct Producer {
+    frame: Vec<u8>,
+    interval: Duration,
+    until: Instant,
+    start: Instant,
+    board: Shared,
+}
+
+impl Producer {
+    fn produce(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let mut b = board(&self.board);
+        b.generating = true;
+        loop {
+            if ctx.now() >= self.until {
+                b.generating = false;
+                ctx.close_write(conn);
+                return;
+            }
+            // A fresh buffer per frame, as a real producer's data would be.
+            match ctx.send_payload(conn, Bytes::copy_from_slice(&self.frame)) {
+                Ok(pressure) => {
+                    b.sent += 1;
+                    if pressure == Pressure::High {
+                        b.generating = false;
+                        b.stops.push(self.start.elapsed().as_secs_f64());
+                        return; // wait for on_drain
+                    }
+                }
+                Err(e) => {
+                    eprintln!("send failed: {e}");
+                    ctx.stop();
+                    return;
+                }
+            }
+            if !self.interval.is_zero() {
+                ctx.set_timer(self.interval, conn.as_u64()); // the next frame's time
+                return;
+            }
+        }
+    }
+}
+
+impl Handler for Producer {
+    type Message = Value;
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        board(&self.board).producer_conn = Some(conn);
+        self.produce(ctx, conn);
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
+        if board(&self.board).generating {
+            self.produce(ctx, ConnId::from_u64(data));
+        }
+    }
+    fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        board(&self.board)
+            .drains
+            .push(self.start.elapsed().as_secs_f64());
+        self.produce(ctx, conn);
+    }
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, msg: Value) {
+        board(&self.board).confirmed = msg["received"].as_u64();
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_>, _: ConnId, _: &CloseReason) {
+        ctx.stop();
+    }
+}
+
+/// One sample of every link.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub t: f64,
+    pub generating: bool,
+    pub queue: usize,
+    pub writable_interest: bool,
+    pub unsent: Option<u32>,
+    pub window: Option<u32>,
+    pub unread: Option<u32>,
+    pub reading: bool,
+    pub processed: u64,
+    pub rss_kb: u64,
+}
+
+/// A connection's figures, read on its reactor's thread.
+fn figures(handle: &Handle, conn: Option<ConnId>) -> Option<ConnFigures> {
+    let conn = conn?;
+    let (tx, rx) = mpsc::channel();
+    handle
+        .run(move |ctx| {
+            let _ = tx.send(ctx.conn_figures(conn));
+        })
+        .ok()?;
+    rx.recv_timeout(Duration::from_secs(1)).ok().flatten()
+}
+
+fn kib(v: Option<u32>) -> String {
+    v.map_or("?".into(), |v| format!("{:.0}", f64::from(v) / 1024.0))
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut flags = common::Flags::parse(USAGE, &[]);
+    let seconds: f64 = flags.get("seconds", 10.0);
+    let records: usize = flags.get("records", 50);
+    let rate_mb: f64 = flags.get("rate-mb", 2.0);
+    let defaults = Config::default();
+    let high: usize = flags.get("high-water", defaults.high_water);
+    let low: usize = flags.get("low-water", defaults.low_water);
+    let kernel_buffer: usize = flags.get("kernel-buffer", 128 * 1024);
+    let every: u64 = flags.get("process-every", 40);
+    let process_ms: u64 = flags.get("process-ms", 1500);
+    let svg: String = flags.get("svg", "target/highwater-demo.svg".to_string());
+    flags.finish();
+    if every == 0 || records == 0 || seconds <= 0.0 || rate_mb < 0.0 {
+        eprintln!("error: --process-every, --records and --seconds must be positive\n\n{USAGE}");
+        std::process::exit(2);
+    }
+    let buffer = (kernel_buffer > 0).then_some(kernel_buffer);
+    let config = Config {
+        high_water: high,
+        low_water: low,
+        idle_timeout: None,
+        ..defaults
+    };
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+
+    let shared = Shared::default();
+    let start = Instant::now();
+
+    // The consumer: small receive buffers make its window close soon after it pauses.
+    let consumer = Consumer {
+        every,
+        pause: Duration::from_millis(process_ms),
+        start,
+        board: shared.clone(),
+    };
+    let consumer_config = Config {
+        recv_buffer_size: buffer,
+        ..config.clone()
+    };
+    let mut consumer_reactor = Reactor::new(consumer_config, consumer)?;
+    let addr: SocketAddr = consumer_reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    let consumer_handle = consumer_reactor.handle();
+    let consumer_thread = std::thread::spawn(move || consumer_reactor.run());
+
+    // The producer: a small send buffer keeps the kernel's share comparable to the queue's.
+    let frame = common::sample_frame(records);
+    let interval = if rate_mb > 0.0 {
+        Duration::from_secs_f64(frame.len() as f64 / (rate_mb * 1e6))
+    } else {
+        Duration::ZERO
+    };
+    let producer = Producer {
+        frame,
+        interval,
+        until: start + Duration::from_secs_f64(seconds),
+        start,
+        board: shared.clone(),
+    };
+    let frame_len = producer.frame.len();
+    let producer_config = Config {
+        send_buffer_size: buffer,
+        ..config
+    };
+    let mut producer_reactor = Reactor::new(producer_config, producer)?;
+    producer_reactor.connect(addr)?;
+    let producer_handle = producer_reactor.handle();
+    let producer_thread = std::thread::spawn(move || producer_reactor.run());
+
+    println!(
+        "producer: {:.1} KB frames at {}; high-water {} KiB, low-water {} KiB\n\
+         consumer: pauses {} ms every {} messages; kernel buffers {}\n",
+        frame_len as f64 / 1000.0,
+        if rate_mb > 0.0 {
+            format!("{rate_mb} MB/s")
+        } else {
+            "full speed".into()
+        },
+        high / 1024,
+        low / 1024,
+        process_ms,
+        every,
+        buffer.map_or("auto-tuned".into(), |b| format!(
+            "{} KiB (SO_SNDBUF/SO_RCVBUF)",
+            b / 1024
+        ))
+    );
+    println!(
+        "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
+        "t(s)",
+        "producer",
+        "queue",
+        "WRITABLE",
+        "unsent",
+        "window",
+        "unread",
+        "consumer",
+        "processed",
+        "RSS"
+    );
+    println!(
+        "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
+        "", "", "KiB", "interest", "KiB (krn)", "KiB (adv)", "KiB (krn)", "", "messages", "MiB"
+    );
+
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut next = Instant::now();
+    loop {
+        next += SAMPLE;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let (pc, cc) = {
+            let b = board(&shared);
+            (b.producer_conn, b.consumer_conn)
+        };
+        let p = figures(&producer_handle, pc);
+        let c = figures(&consumer_handle, cc);
+        if producer_thread.is_finished() && consumer_thread.is_finished() {
+            break;
+        }
+        let (Some(p), Some(c)) = (p, c) else {
+            continue; // not connected yet, or one side is closing
+        };
+        let b = board(&shared);
+        let s = Sample {
+            t: start.elapsed().as_secs_f64(),
+            generating: b.generating,
+            queue: p.queued_bytes,
+            writable_interest: p.writable_interest,
+            unsent: p.kernel.unsent_bytes,
+            window: p.kernel.peer_window,
+            unread: c.kernel.unread_bytes,
+            reading: b.reading,
+            processed: b.processed,
+            rss_kb: highwater::process_figures().rss_kb.unwrap_or(0),
+        };
+        drop(b);
+        if samples.len() % PRINT_EVERY == PRINT_EVERY - 1 {
+            println!(
+                "{:>5.2}  {:<10} {:>9.0} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7.1}",
+                s.t,
+                if s.generating {
+                    "generating"
+                } else {
+                    "stopped"
+                },
+                s.queue as f64 / 1024.0,
+                if s.writable_interest { "on" } else { "off" },
+                kib(s.unsent),
+                kib(s.window),
+                kib(s.unread),
+                if s.reading { "reading" } else { "paused" },
+                s.processed,
+                s.rss_kb as f64 / 1024.0
+            );
+        }
+        samples.push(s);
+    }
+    producer_thread
+        .join()
+        .map_err(|_| std::io::Error::other("producer thread panicked"))??;
+    consumer_thread
+        .join()
+        .map_err(|_| std::io::Error::other("consumer thread panicked"))??;
+
+    let b = board(&shared);
+    println!("\n{}", story::tell(&samples, &b, high));
+    match plot::write_svg(&svg, &samples, high, low) {
+        Ok(()) => println!("\nplot: {svg}"),
+        Err(e) => eprintln!("\ncould not write the plot to {svg}: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The demo's picture: the same series as the table, over time, in three panels that read
+//! top to bottom in the order the pressure travels: the producer's side, the consumer's side,
+//! and who was running.
+
+use plotters::prelude::*;
+
+use crate::Sample;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn kib(v: usize) -> f64 {
+    v as f64 / 1024.0
+}
+
+/// A series drawn as steps (the value holds until the next sample), which is what sampled
+/// states and buffer levels are.
+fn steps(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for (i, s) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push((s.t, f(&samples[i - 1])));
+        }
+        out.push((s.t, f(s)));
+    }
+    out
+}
+
+fn legend(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+}
+
+/// Writes the plot to `path`.
+pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Result<()> {
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let tmax = samples.last().map_or(1.0, |s| s.t).max(0.1);
+    let panels = root.split_evenly((3, 1));
+    let unknown = |v: Option<u32>| v.map_or(0.0, |v| f64::from(v) / 1024.0);
+    let (blue, red, green, orange, gray) = (
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(120, 120, 120),
+    );
+
+    // 1. The producer: its queue against the marks, and the kernel's unsent bytes.
+    let top = samples
+        .iter()
+        .map(|s| kib(s.queue).max(unknown(s.unsent)))
+        .fold(kib(high), f64::max)
+        * 1.5; // headroom for the legend
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption(
+            "producer: write queue and kernel send buffer",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .y_desc("KiB")
+        .x_desc("t (s)")
+        .draw()?;
+    let light = RGBColor(190, 190, 190);
+    for (mark, label, color) in [(high, "high-water", gray), (low, "low-water", light)] {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, kib(mark)), (tmax, kib(mark))],
+                color.stroke_width(1),
+            ))?
+            .label(label)
+            .legend(legend(color));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            steps(samples, |s| kib(s.queue)),
+            blue.stroke_width(2),
+        ))?
+        .label("write queue (application)")
+        .legend(legend(blue));
+    chart
+        .draw_series(LineSeries::new(
+            steps(samples, |s| unknown(s.unsent)),
+            orange.stroke_width(2),
+        ))?
+        .label("unsent (kernel send buffer)")
+        .legend(legend(orange));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+
+    // 2. The consumer: what waits unread in its kernel buffer, and the window it advertises.
+    let top = samples
+        .iter()
+        .map(|s| unknown(s.unread).max(unknown(s.window)))
+        .fold(1.0, f64::max)
+        * 1.5;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption(
+            "consumer: kernel receive buffer and advertised window",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .y_desc("KiB")
+        .x_desc("t (s)")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            steps(samples, |s| unknown(s.unread)),
+            red.stroke_width(2),
+        ))?
+        .label("unread (kernel receive buffer)")
+        .legend(legend(red));
+    chart
+        .draw_series(LineSeries::new(
+            steps(samples, |s| unknown(s.window)),
+            green.stroke_width(2),
+        ))?
+        .label("advertised window")
+        .legend(legend(green));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+
+    // 3. Who was running: each state as a band that is high when "on".
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption("states (high = on)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..4.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("t (s)")
+        .y_labels(0)
+        .disable_y_mesh()
+        .draw()?;
+    let band = |base: f64, on: fn(&Sample) -> bool| {
+        steps(samples, move |s| base + if on(s) { 0.8 } else { 0.0 })
+    };
+    chart
+        .draw_series(LineSeries::new(
+            band(2.1, |s| s.generating),
+            blue.stroke_width(2),
+        ))?
+        .label("producer generating")
+        .legend(legend(blue));
+    chart
+        .draw_series(LineSeries::new(
+            band(1.1, |s| s.writable_interest),
+            orange.stroke_width(2),
+        ))?
+        .label("producer WRITABLE interest")
+        .legend(legend(orange));
+    chart
+        .draw_series(LineSeries::new(
+            band(0.1, |s| s.reading),
+            red.stroke_width(2),
+        ))?
+        .label("consumer reading")
+        .legend(legend(red));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
