@@ -405,3 +405,29 @@ fn demo_shows_every_link_engage_in_order_and_plots_it() {
         let _ = std::fs::remove_file(&svg);
     });
 }
+
+#[test]
+fn stats_lines_show_reactor_and_process_figures() {
+    bounded(Duration::from_secs(60), || {
+        let mut child = Command::new(example("server"))
+            .args(["--addr", "127.0.0.1:0", "--stats-interval-ms", "50"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = child.stderr.take().unwrap();
+        let _srv = Running { child };
+        let line = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("stats "))
+            .expect("a stats line");
+        for field in ["open=", "paused=", "queued=", "rss=", "peak_rss=", "fds="] {
+            assert!(line.contains(field), "{field} missing from {line}");
+        }
+        assert!(
+            !line.contains("unknown"),
+            "Linux reports every figure: {line}"
+        );
+    });
+}
