@@ -1,6 +1,6 @@
 // A sink server written from ../shared/CONTRACT.md alone, for the `client` example to stream
 // into: counts frames and payload bytes, replies {"received":M,"bytes":B} on the client's
-// half-close, then closes. Prints "listening on HOST:PORT".
+// half-close, then closes that connection. Prints "listening on HOST:PORT"; runs until killed.
 'use strict';
 const net = require('net');
 const server = net.createServer({ allowHalfOpen: true }, (sock) => {
@@ -24,7 +24,6 @@ const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     out.writeUInt32BE(reply.length, 0);
     reply.copy(out, 4);
     sock.end(out);
-    server.close();
   });
 });
 server.listen(0, '127.0.0.1', () => {

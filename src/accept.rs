@@ -331,6 +331,7 @@ impl Engine {
                 let conn = conn_mut(&mut self.slots, id)?;
                 if conn.state() == State::Open && (event.is_readable() || broken) {
                     conn.readable = true;
+                    conn.final_event_seen |= event.is_read_closed() || event.is_error();
                     return Some(id);
                 }
                 return None;
@@ -339,6 +340,9 @@ impl Engine {
         }
         if event.is_readable() || broken {
             conn.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            conn.final_event_seen = true;
         }
         if event.is_writable() || broken {
             conn.writable = true;

@@ -167,8 +167,9 @@ impl fmt::Display for Paused {
 /// What one read attempt produced.
 #[derive(Debug)]
 pub(crate) enum ReadOutcome {
-    /// Bytes were appended to the read buffer.
-    Data,
+    /// Bytes were appended to the read buffer. `drained` when the read did not fill the
+    /// space offered: the kernel had nothing more at that moment (see `Reactor::read`).
+    Data { drained: bool },
     /// The socket has nothing more for now; wait for the next readable event.
     WouldBlock,
     /// The peer shut down its sending side (or closed).
@@ -199,6 +200,9 @@ pub(crate) struct Connection {
     pub(crate) readable: bool,
     /// Edge-triggered memory: the last event said writable and no write has hit `WouldBlock`.
     pub(crate) writable: bool,
+    /// An event reported the peer's FIN or a socket error: reads must go on until they
+    /// return 0 or the error, whatever their size, because no further event will say so.
+    pub(crate) final_event_seen: bool,
     /// The peer has finished sending (a read returned 0).
     pub(crate) peer_eof: bool,
     /// Shut down our sending side once the queue is empty (half-close).
@@ -263,6 +267,7 @@ impl Connection {
             readable: false,
             // A fresh accepted socket has an empty send buffer: writable until proven otherwise.
             writable: !outbound,
+            final_event_seen: false,
             peer_eof: false,
             shutdown_write_when_flushed: false,
             write_shut: false,
@@ -391,13 +396,16 @@ impl Connection {
             self.read_buf.reserve(wanted);
             self.peak_read_capacity = self.peak_read_capacity.max(self.read_buf.capacity());
         }
+        let offered = self.read_buf.capacity() - self.read_buf.len();
         loop {
             match recv_into(&self.stream, &mut self.read_buf) {
                 Ok(0) => return ReadOutcome::Eof,
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     self.reads += 1;
-                    return ReadOutcome::Data;
+                    return ReadOutcome::Data {
+                        drained: n < offered,
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -440,6 +448,7 @@ impl Connection {
             read_buffered_bytes: self.read_buf.len(),
             read_buffer_capacity: self.read_buf.capacity(),
             peak_read_buffer_capacity: self.peak_read_capacity,
+            write_buffer_capacity: self.queue.heap_bytes(),
             readable_interest: self.registered.is_some_and(|i| i.is_readable()),
             writable_interest: self.registered.is_some_and(|i| i.is_writable()),
             kernel: if self.state == State::Closed {
@@ -520,7 +529,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match c.read_some() {
-                ReadOutcome::Data => break,
+                ReadOutcome::Data { .. } => break,
                 ReadOutcome::WouldBlock if Instant::now() < deadline => std::thread::yield_now(),
                 other => panic!("unexpected {other:?}"),
             }

@@ -99,6 +99,9 @@ pub(crate) struct Counters {
     pub(crate) invalid_frames: u64,
     pub(crate) turns: u64,
     pub(crate) accept_errors: u64,
+    /// Every `recv` and `writev` attempted, including those that returned `WouldBlock`.
+    pub(crate) recv_calls: u64,
+    pub(crate) writev_calls: u64,
 }
 
 /// The reactor's state. See the module docs.
@@ -522,9 +525,10 @@ impl Engine {
                 conn.read_buf = self.pool.take();
             }
             let outcome = conn.read_some();
+            self.counters.recv_calls += 1;
             conn.read_buf.clear();
             match outcome {
-                crate::conn::ReadOutcome::Data => {}
+                crate::conn::ReadOutcome::Data { .. } => {}
                 crate::conn::ReadOutcome::WouldBlock => {
                     conn.readable = false;
                     self.pool.put(std::mem::take(&mut conn.read_buf));
@@ -574,10 +578,17 @@ impl Engine {
         let before = conn.queue.len();
         let mut failure = None;
         while conn.writable && !conn.queue.is_empty() {
+            self.counters.writev_calls += 1;
             match conn.queue.write_to(&mut conn.stream) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     failure = Some(io::Error::from(io::ErrorKind::WriteZero));
                     break;
+                }
+                // A short write means the send buffer filled up. On Linux the kernel has
+                // already flagged the socket to wake us when space frees (SOCK_NOSPACE), so
+                // skip the write that would only return `WouldBlock`.
+                Ok((written, offered)) if written < offered && cfg!(target_os = "linux") => {
+                    conn.writable = false;
                 }
                 Ok(_) => {}
                 // Edge-triggered: remember that the socket is full; the next WRITABLE event
@@ -681,6 +692,8 @@ impl Engine {
             frames_in: self.counters.frames_in,
             invalid_frames: self.counters.invalid_frames,
             accept_errors: self.counters.accept_errors,
+            recv_calls: self.counters.recv_calls,
+            writev_calls: self.counters.writev_calls,
             turns: self.counters.turns,
             timers: self.timers.len(),
         }

@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Stop,
     /// Run a closure on the reactor thread.
     Run(Job),
+    /// Call the handler's `on_notify` with this value.
+    Notify(u64),
 }
 
 /// Why a command did not reach the reactor.
@@ -138,6 +140,13 @@ impl Handle {
         F: for<'a> FnOnce(&mut Context<'a>) + Send + 'static,
     {
         self.submit(Command::Run(Box::new(job)))
+    }
+
+    /// Calls [`crate::Handler::on_notify`] with `value` on the reactor thread: a doorbell for
+    /// the application's own cross-thread messages (put the data in your own channel or
+    /// shared state, ring with its index or count).
+    pub fn notify(&self, value: u64) -> Result<(), HandleError> {
+        self.submit(Command::Notify(value))
     }
 
     /// Graceful shutdown: stop accepting, finish reading what peers already sent, deliver

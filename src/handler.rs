@@ -88,6 +88,11 @@ pub trait Handler {
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, data: u64) {
         let _ = (ctx, timer, data);
     }
+
+    /// Another thread called [`crate::Handle::notify`] with `value`.
+    fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
+        let _ = (ctx, value);
+    }
 }
 
 /// Why a connection closed.

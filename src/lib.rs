@@ -117,6 +117,7 @@ mod shutdown;
 mod stats;
 mod timeouts;
 mod timer;
+mod validate;
 mod write_queue;
 
 pub use config::{Config, ConfigError};

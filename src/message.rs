@@ -15,7 +15,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::DeserializeOwned;
 
 /// Deepest nesting of arrays and objects accepted: serde_json's recursion limit (it allows
 /// 127 levels), which applies to `Value`, typed structs and [`RawJson`] alike. Deeper input is
@@ -78,7 +78,9 @@ fn utf8(payload: &[u8]) -> Result<&str, DecodeError> {
 /// A payload known to hold exactly one valid JSON value, kept as the bytes that arrived.
 ///
 /// Decoding a `RawJson` validates (UTF-8, syntax, nesting depth) without building a tree and
-/// without copying: the bytes are a slice of the read buffer. Sending one back with
+/// without copying: the bytes are a slice of the read buffer. The validator is hand-written
+/// (`validate.rs`) and agrees with serde_json on every input but one kind: numbers too large
+/// for an `f64`, which the JSON grammar allows and this accepts. Sending one back with
 /// [`crate::Context::send_payload`] is zero-copy too, which is what an echo server wants.
 ///
 /// ```
@@ -132,61 +134,10 @@ impl RawJson {
 
 impl Decode for RawJson {
     fn decode(payload: Bytes) -> Result<RawJson, DecodeError> {
-        let text = utf8(&payload)?;
-        serde_json::from_str::<Validate>(text).map_err(|e| DecodeError::new(e.to_string()))?;
+        utf8(&payload)?;
+        crate::validate::validate(&payload)
+            .map_err(|e| DecodeError::new(format!("{} at byte {}", e.what, e.at)))?;
         Ok(RawJson { bytes: payload })
-    }
-}
-
-/// Accepts any JSON value and keeps nothing of it: serde_json does the tokenising and the
-/// number and string checks (strings are checked for valid escapes), we build nothing.
-///
-/// serde_json's `IgnoredAny` would be slightly faster but skips nesting without a depth limit
-/// and does not look inside strings. Going through `deserialize_any` instead puts every value
-/// under serde_json's recursion limit, so "too deeply nested" is `invalid_json` whatever
-/// message type a handler picks.
-struct Validate;
-
-impl<'de> de::Deserialize<'de> for Validate {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Validate, D::Error> {
-        de.deserialize_any(Validate)
-    }
-}
-
-impl<'de> Visitor<'de> for Validate {
-    type Value = Validate;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-    fn visit_unit<E>(self) -> Result<Validate, E> {
-        Ok(Validate)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Validate, A::Error> {
-        while seq.next_element::<Validate>()?.is_some() {}
-        Ok(Validate)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Validate, A::Error> {
-        while map.next_entry::<Validate, Validate>()?.is_some() {}
-        Ok(Validate)
     }
 }
 
@@ -242,7 +193,7 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         let err = raw(deep.as_bytes()).unwrap_err();
-        assert!(err.detail().contains("recursion limit"), "{err}");
+        assert!(err.detail().contains("nested too deeply"), "{err}");
         assert!(Value::decode(Bytes::from(deep)).is_err());
     }
 

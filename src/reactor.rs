@@ -254,6 +254,11 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             if !conn.readable {
+                // Read out and nothing half-received: lend the buffer to the next busy
+                // connection. An idle connection should hold no buffer at all.
+                if conn.read_buf.is_empty() && conn.read_buf.capacity() > 0 {
+                    self.engine.pool.put(std::mem::take(&mut conn.read_buf));
+                }
                 return self.finish_reading_if_shutting_down(id);
             }
             if reads == 0 {
@@ -263,14 +268,23 @@ impl<H: Handler> Reactor<H> {
             if conn.read_buf.capacity() == 0 {
                 conn.read_buf = self.engine.pool.take();
             }
+            self.engine.counters.recv_calls += 1;
             match conn.read_some() {
-                ReadOutcome::Data => {}
+                // A read that did not fill the space offered found the kernel's receive
+                // queue empty. With Linux's edge-triggered epoll, any byte that arrives later
+                // raises a new event, so there is no need to spend a syscall on the
+                // `WouldBlock` that would come next (tokio and Netty make the same call).
+                // Not after a FIN or error event, though: nothing will announce those again.
+                ReadOutcome::Data { drained: true }
+                    if cfg!(target_os = "linux") && !conn.final_event_seen =>
+                {
+                    conn.readable = false;
+                }
+                ReadOutcome::Data { .. } => {}
                 ReadOutcome::WouldBlock => {
                     conn.readable = false;
                     if conn.read_buf.is_empty() {
-                        // Nothing pending: lend the buffer to the next busy connection.
-                        let buf = std::mem::take(&mut conn.read_buf);
-                        self.engine.pool.put(buf);
+                        self.engine.pool.put(std::mem::take(&mut conn.read_buf));
                     }
                     return self.finish_reading_if_shutting_down(id);
                 }
@@ -353,6 +367,9 @@ impl<H: Handler> Reactor<H> {
                 Command::Shutdown(grace) => self.engine.begin_shutdown(grace),
                 Command::Stop => self.engine.stop_now(),
                 Command::Run(job) => job(&mut Context::new(&mut self.engine)),
+                Command::Notify(value) => self
+                    .handler
+                    .on_notify(&mut Context::new(&mut self.engine), value),
             }
             self.deliver_notices();
         }

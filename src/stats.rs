@@ -55,6 +55,8 @@ pub struct ConnFigures {
     pub read_buffer_capacity: usize,
     /// The largest capacity the read buffer has had.
     pub peak_read_buffer_capacity: usize,
+    /// Heap the write queue holds now (0 when empty: memory is released as it drains).
+    pub write_buffer_capacity: usize,
     /// Whether READABLE interest is registered with the poller now.
     pub readable_interest: bool,
     /// Whether WRITABLE interest is registered now (true exactly while the queue is
@@ -101,6 +103,11 @@ pub struct ReactorFigures {
     pub accept_errors: u64,
     /// Poll calls (reactor turns) since start.
     pub turns: u64,
+    /// `recv` calls since start, including any that found nothing. With `frames_in`, the
+    /// figure that shows how well reads are batched.
+    pub recv_calls: u64,
+    /// `writev` calls since start, including any that the kernel refused.
+    pub writev_calls: u64,
     /// Pending entries in the timer heap.
     pub timers: usize,
 }
@@ -109,7 +116,7 @@ impl fmt::Display for ReactorFigures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "open={} lingering={} paused={} queued={}B peak_queued={}B budget_paused={} accepted={} busy={} closed={} frames_in={} invalid={} turns={}",
+            "open={} lingering={} paused={} queued={}B peak_queued={}B budget_paused={} accepted={} busy={} closed={} frames_in={} invalid={} turns={} recv_calls={} writev_calls={}",
             self.open_connections,
             self.lingering_connections,
             self.paused_connections,
@@ -121,7 +128,9 @@ impl fmt::Display for ReactorFigures {
             self.closed,
             self.frames_in,
             self.invalid_frames,
-            self.turns
+            self.turns,
+            self.recv_calls,
+            self.writev_calls
         )
     }
 }

@@ -31,6 +31,10 @@ use crate::frame::{self, EncodeError, HEADER_LEN};
 /// extra iovec entry and a reference count. Larger ones are queued as their own segment.
 const COPY_MAX: usize = 8 * 1024;
 
+/// First allocation of the tail buffer: enough for a turn's worth of small replies, so a
+/// burst of them costs one allocation instead of a chain of doublings.
+const TAIL_INITIAL: usize = 8 * 1024;
+
 /// iovec entries per `writev`. Linux allows 1024; 64 frames per call already amortises the
 /// syscall, and the array lives on the stack.
 const MAX_IOVECS: usize = 64;
@@ -195,6 +199,9 @@ impl WriteQueue {
         msg: &T,
         max_frame: usize,
     ) -> Result<Pressure, SendError> {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(TAIL_INITIAL);
+        }
         let before = self.tail.len();
         let frame = frame::encode_json(msg, &mut self.tail, max_frame)?;
         if let Err(e) = self.check_room(frame) {
@@ -213,6 +220,16 @@ impl WriteQueue {
     ) -> Result<Pressure, SendError> {
         let frame = HEADER_LEN + payload.len();
         self.check_room(frame)?;
+        if self.tail.capacity() == 0 {
+            // A large payload is queued as its own segment; only its header goes in the tail,
+            // and many headers share one allocation.
+            let copied = if payload.len() <= COPY_MAX {
+                frame
+            } else {
+                HEADER_LEN
+            };
+            self.tail.reserve(TAIL_INITIAL.max(copied));
+        }
         frame::encode_header(payload.len(), &mut self.tail, max_frame)?;
         if payload.len() <= COPY_MAX {
             self.tail.extend_from_slice(&payload);
@@ -247,12 +264,13 @@ impl WriteQueue {
         self.pressure()
     }
 
-    /// One `writev` of as many queued frames as fit in 64 slices. Returns the bytes
-    /// the kernel took (which may be fewer than offered); `WouldBlock` and other errors come back
-    /// unchanged and consume nothing. Writing an empty queue writes nothing and returns 0.
-    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+    /// One `writev` of as many queued frames as fit in 64 slices. Returns the bytes the
+    /// kernel took and the bytes offered (fewer taken than offered: the kernel's buffer is
+    /// full); `WouldBlock` and other errors come back unchanged and consume nothing. Writing
+    /// an empty queue writes nothing and returns `(0, 0)`.
+    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<(usize, usize)> {
         if self.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
@@ -269,9 +287,10 @@ impl WriteQueue {
             iov[n] = IoSlice::new(&self.tail);
             n += 1;
         }
+        let offered = iov[..n].iter().map(|s| s.len()).sum();
         let written = w.write_vectored(&iov[..n])?;
         self.consume(written);
-        Ok(written)
+        Ok((written, offered))
     }
 
     /// Drops `n` bytes from the front after the kernel accepted them.
@@ -398,6 +417,12 @@ mod tests {
         let _ = q.push_json(&json!([2]), BIG).unwrap();
         let total = q.len();
         let mut w = trickle(7, usize::MAX);
+        let (written, offered) = q.write_to(&mut w).unwrap();
+        assert_eq!(
+            (written, offered),
+            (7, total),
+            "a short write reports what was offered"
+        );
         while !q.is_empty() {
             q.write_to(&mut w).unwrap();
         }

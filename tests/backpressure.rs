@@ -282,3 +282,22 @@ fn paused_connection_costs_no_wakeups() {
         assert_eq!(seen.get(|s| s.messages), 1, "paused means no delivery");
     });
 }
+
+#[test]
+fn a_stream_of_large_frames_takes_few_reads_per_frame() {
+    bounded(Duration::from_secs(60), || {
+        const FRAMES: u64 = 300;
+        let payload = Bytes::from(format!("\"{}\"", "a".repeat(61_000)));
+        let server = Server::start(Config::default(), Sink::default());
+        let p = run_producer(server.addr, Config::default(), payload, FRAMES);
+        assert_eq!(p.reply.expect("summary")["received"], FRAMES);
+        let f = server.query(|ctx| ctx.figures());
+        let per_frame = f.recv_calls as f64 / f.frames_in as f64;
+        assert!(
+            per_frame <= 2.0,
+            "{} recv calls for {} frames",
+            f.recv_calls,
+            f.frames_in
+        );
+    });
+}

@@ -49,6 +49,13 @@ fn a_storm_of_ten_thousand_frames_in_one_write_is_answered_in_order() {
         }
         sender.join().unwrap();
         assert_eq!(seen.get(|s| s.messages), 10_000);
+        // Replies produced in one turn leave together: many frames per writev.
+        let f = server.query(|ctx| ctx.figures());
+        assert!(
+            f.writev_calls * 10 <= 10_000,
+            "{} writev calls for 10,000 replies",
+            f.writev_calls
+        );
     });
 }
 

@@ -390,3 +390,58 @@ fn shutdown_waits_for_a_paused_connection_to_finish_reading() {
         assert_eq!(sink.seen.get(|s| s.messages), 5);
     });
 }
+
+#[test]
+fn an_idle_connection_holds_no_buffers() {
+    bounded(Duration::from_secs(30), || {
+        let echo = Echo::default();
+        let seen = echo.seen.clone();
+        let server = Server::start(Config::default(), echo);
+        let mut peer = Peer::connect(server.addr);
+        let conn = common::first_conn(&seen);
+        peer.send(&json!({"big": "b".repeat(100_000)}));
+        let _ = peer.recv();
+        let f = server.wait_for(Duration::from_secs(10), "buffers released", move |ctx| {
+            ctx.conn_figures(conn)
+                .filter(|f| f.read_buffer_capacity == 0 && f.write_buffer_capacity == 0)
+        });
+        assert!(
+            f.peak_read_buffer_capacity >= 100_000,
+            "it did read a big frame"
+        );
+        assert_eq!(f.queued_bytes, 0);
+    });
+}
+
+/// Counts notifications from other threads.
+#[derive(Default)]
+struct Doorbell {
+    rung: Vec<u64>,
+}
+
+impl Handler for Doorbell {
+    type Message = RawJson;
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: RawJson) {}
+    fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
+        self.rung.push(value);
+        if value == 0 {
+            ctx.stop();
+        }
+    }
+}
+
+#[test]
+fn notify_reaches_the_handler_in_order() {
+    bounded(Duration::from_secs(30), || {
+        let mut reactor = Reactor::new(Config::default(), Doorbell::default()).unwrap();
+        let handle = reactor.handle();
+        let t = std::thread::spawn(move || {
+            reactor.run().unwrap();
+            reactor.into_handler()
+        });
+        for v in [3, 2, 1, 0] {
+            handle.notify(v).unwrap();
+        }
+        assert_eq!(t.join().unwrap().rung, vec![3, 2, 1, 0]);
+    });
+}

@@ -1,0 +1,486 @@
+//! A JSON validator: is this exactly one JSON value (RFC 8259), nested at most
+//! [`MAX_DEPTH`](crate::MAX_DEPTH) deep? It builds nothing and allocates nothing.
+//!
+//! Why not serde_json here: [`crate::RawJson`] exists for handlers that forward, count or
+//! store messages without looking inside, and for them validation *is* the per-message cost.
+//! serde's visitor machinery parses every number and key on the way; this reads the bytes
+//! once, and skips through strings eight bytes at a time. It agrees with serde_json's verdict
+//! on every input (tested by property against it), with one documented exception: a number
+//! too large for an `f64` (say `1e400`) is valid JSON by the grammar and accepted here, while
+//! serde_json's `Value` rejects it as out of range.
+//!
+//! The caller checks UTF-8 first (`std::str::from_utf8`, which is fast on ASCII); this file
+//! then only has to look at bytes that mean something to JSON.
+
+use crate::message::MAX_DEPTH;
+
+/// Where and why a payload is not valid JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) at: usize,
+    pub(crate) what: &'static str,
+}
+
+/// The containers open around the current position, innermost in bit 0: a set bit is an
+/// object, a clear bit an array. 128 bits hold MAX_DEPTH (127) levels with no allocation.
+struct Stack {
+    bits: u128,
+    depth: usize,
+}
+
+impl Stack {
+    fn push(&mut self, object: bool, at: usize) -> Result<(), Invalid> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Invalid {
+                at,
+                what: "nested too deeply",
+            });
+        }
+        self.bits = (self.bits << 1) | u128::from(object);
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) {
+        self.bits >>= 1;
+        self.depth -= 1;
+    }
+
+    fn in_object(&self) -> bool {
+        self.bits & 1 == 1
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn err(&self, what: &'static str) -> Invalid {
+        Invalid { at: self.pos, what }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Invalid> {
+        if self.peek() != Some(byte) {
+            return Err(self.err(what));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Invalid> {
+        if !self.b[self.pos..].starts_with(word) {
+            return Err(self.err("invalid literal (expected true, false or null)"));
+        }
+        self.pos += word.len();
+        Ok(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Result<(), Invalid> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err("invalid number: no digits after the decimal point"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("invalid number: no digits in the exponent"));
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u16, Invalid> {
+        let Some(hex) = self.b.get(self.pos..self.pos + 4) else {
+            return Err(self.err("truncated \\u escape"));
+        };
+        let mut v = 0u16;
+        for &h in hex {
+            let d = match h {
+                b'0'..=b'9' => h - b'0',
+                b'a'..=b'f' => h - b'a' + 10,
+                b'A'..=b'F' => h - b'A' + 10,
+                _ => return Err(self.err("invalid hex digit in \\u escape")),
+            };
+            v = (v << 4) | u16::from(d);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// After the opening quote, up to and including the closing one.
+    fn string(&mut self) -> Result<(), Invalid> {
+        loop {
+            self.skip_plain_string_bytes();
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(_) => return Err(self.err("control character in string")),
+                None => return Err(self.err("unterminated string")),
+            }
+        }
+    }
+
+    /// Skips bytes that need no attention inside a string: anything but `"`, `\` and control
+    /// characters. Eight at a time while no such byte is in the word (the "has a byte less
+    /// than n" and "has a zero byte" bit tricks, exact for existence).
+    fn skip_plain_string_bytes(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            let control = x.wrapping_sub(ONES * 0x20) & !x;
+            let quote =
+                (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
+            let slash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
+                & !(x ^ (ONES * u64::from(b'\\')));
+            if (control | quote | slash) & HIGHS != 0 {
+                break;
+            }
+            self.pos += 8;
+        }
+        while let Some(b) = self.peek() {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                return;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// After a backslash. Surrogates must pair up, as serde_json requires.
+    fn escape(&mut self) -> Result<(), Invalid> {
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                match self.hex4()? {
+                    0xD800..=0xDBFF => {
+                        if !self.b[self.pos..].starts_with(b"\\u") {
+                            return Err(self.err("lone leading surrogate in \\u escape"));
+                        }
+                        self.pos += 2;
+                        match self.hex4()? {
+                            0xDC00..=0xDFFF => Ok(()),
+                            _ => Err(self.err("lone leading surrogate in \\u escape")),
+                        }
+                    }
+                    0xDC00..=0xDFFF => Err(self.err("lone trailing surrogate in \\u escape")),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(self.err("invalid escape")),
+        }
+    }
+}
+
+/// Checks that `input` is exactly one JSON value, with optional surrounding whitespace.
+pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
+    let mut c = Cursor { b: input, pos: 0 };
+    let mut stack = Stack { bits: 0, depth: 0 };
+    c.skip_ws();
+    'value: loop {
+        // A value starts here.
+        match c.peek() {
+            Some(b'{') => {
+                stack.push(true, c.pos)?;
+                c.pos += 1;
+                c.skip_ws();
+                if c.peek() == Some(b'}') {
+                    c.pos += 1;
+                    stack.pop();
+                } else {
+                    c.expect(b'"', "expected a string key")?;
+                    c.string()?;
+                    c.skip_ws();
+                    c.expect(b':', "expected ':' after an object key")?;
+                    c.skip_ws();
+                    continue 'value;
+                }
+            }
+            Some(b'[') => {
+                stack.push(false, c.pos)?;
+                c.pos += 1;
+                c.skip_ws();
+                if c.peek() == Some(b']') {
+                    c.pos += 1;
+                    stack.pop();
+                } else {
+                    continue 'value;
+                }
+            }
+            Some(b'"') => {
+                c.pos += 1;
+                c.string()?;
+            }
+            Some(b't') => c.literal(b"true")?,
+            Some(b'f') => c.literal(b"false")?,
+            Some(b'n') => c.literal(b"null")?,
+            Some(b'-' | b'0'..=b'9') => c.number()?,
+            Some(_) => return Err(c.err("expected a value")),
+            None => return Err(c.err("expected a value, found the end")),
+        }
+        // A value ended: close containers, or move to the next element.
+        loop {
+            c.skip_ws();
+            if stack.depth == 0 {
+                return match c.peek() {
+                    None => Ok(()),
+                    Some(_) => Err(c.err("trailing characters after the value")),
+                };
+            }
+            match c.peek() {
+                Some(b',') => {
+                    c.pos += 1;
+                    c.skip_ws();
+                    if stack.in_object() {
+                        c.expect(b'"', "expected a string key")?;
+                        c.string()?;
+                        c.skip_ws();
+                        c.expect(b':', "expected ':' after an object key")?;
+                        c.skip_ws();
+                    }
+                    continue 'value;
+                }
+                Some(b'}') if stack.in_object() => {
+                    c.pos += 1;
+                    stack.pop();
+                }
+                Some(b']') if !stack.in_object() => {
+                    c.pos += 1;
+                    stack.pop();
+                }
+                Some(_) => return Err(c.err("expected ',' or the end of the container")),
+                None => return Err(c.err("unexpected end inside a container")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> bool {
+        validate(s.as_bytes()).is_ok()
+    }
+
+    #[test]
+    fn accepts_the_grammar() {
+        for s in [
+            "0",
+            "-0",
+            "-12.5e+3",
+            "1E-7",
+            "true",
+            "false",
+            "null",
+            "\"\"",
+            "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+            "\"\\u00e9\\ud83d\\ude00\"",
+            "\"é ☃ 😀\"",
+            "[]",
+            "{}",
+            " [1, [2, {\"k\": [null]}], \"s\"] ",
+            "{\"a\":1,\"b\":{\"c\":[true,false]}}",
+            "1e400",
+        ] {
+            assert!(ok(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_json() {
+        for s in [
+            "",
+            " ",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "tru",
+            "nul",
+            "[1,]",
+            "[,1]",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{a:1}",
+            "{\"a\":1,}",
+            "[1 2]",
+            "1 2",
+            "\"open",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"tab\there\"",
+            "[",
+            "]",
+            "{",
+            "NaN",
+            "Infinity",
+            "'s'",
+        ] {
+            assert!(!ok(s), "{s:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        let at = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(ok(&at));
+        let over = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            validate(over.as_bytes()).unwrap_err().what,
+            "nested too deeply"
+        );
+        let objects = "{\"k\":".repeat(MAX_DEPTH) + "0" + &"}".repeat(MAX_DEPTH);
+        assert!(ok(&objects));
+    }
+
+    #[test]
+    fn long_strings_take_the_fast_path_and_stop_at_every_special_byte() {
+        for at in 0..20 {
+            let xs = "x".repeat(20);
+            let (head, tail) = xs.split_at(at);
+            // A raw quote ends the string early, `\x` is not an escape, a control character
+            // is not allowed: each is caught wherever it falls in the 8-byte words.
+            for bad in ["\"", "\\x", "\u{1}"] {
+                assert!(!ok(&format!("\"{head}{bad}{tail}\"")), "{bad:?} at {at}");
+            }
+            // A valid escape anywhere is fine.
+            assert!(
+                ok(&format!("\"{head}\\\"{tail}\"")),
+                "escaped quote at {at}"
+            );
+        }
+    }
+
+    mod parity {
+        use super::super::validate;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// serde_json's verdict, minus the one documented difference (out-of-range numbers).
+        fn serde_verdict(bytes: &[u8]) -> Option<bool> {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return None; // the caller rejects non-UTF-8 before validating
+            };
+            match serde_json::from_str::<Value>(text) {
+                Ok(_) => Some(true),
+                Err(e) if e.to_string().contains("number out of range") => None,
+                Err(_) => Some(false),
+            }
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(5, 64, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::hash_map(any::<String>(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn agrees_with_serde_json_on_valid_documents(v in json(), pretty in any::<bool>()) {
+                let text = if pretty { serde_json::to_vec_pretty(&v) } else { serde_json::to_vec(&v) }.unwrap();
+                prop_assert!(validate(&text).is_ok(), "{}", String::from_utf8_lossy(&text));
+            }
+
+            #[test]
+            fn agrees_with_serde_json_on_damaged_documents(
+                v in json(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+            ) {
+                let mut text = serde_json::to_vec(&v).unwrap();
+                for (at, byte, op) in edits {
+                    let i = at.index(text.len() + 1);
+                    match op {
+                        0 if i < text.len() => text[i] = byte,
+                        1 if i < text.len() => { text.remove(i); }
+                        _ => text.insert(i, byte),
+                    }
+                }
+                if let Some(expected) = serde_verdict(&text) {
+                    prop_assert_eq!(
+                        validate(&text).is_ok(),
+                        expected,
+                        "{:?}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
+            }
+
+            #[test]
+            fn agrees_with_serde_json_on_short_json_like_noise(
+                bytes in prop::collection::vec(prop::sample::select(b" \t\n{}[]:,\"\\tfnrue0123456789-+.eEal/bu".to_vec()), 0..24),
+            ) {
+                if let Some(expected) = serde_verdict(&bytes) {
+                    prop_assert_eq!(validate(&bytes).is_ok(), expected, "{:?}", String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+    }
+}
