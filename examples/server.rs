@@ -4,6 +4,12 @@
 //! cargo run --release --example server -- --mode sink --process-every 200 --process-ms 500
 //! ```
 //!
+//! `--reactors N` runs N reactors on N threads (default: one per core); one accepts and hands
+//! connections out round-robin. `--workers N --work-us U` moves each message's (simulated)
+//! work to a pool of worker threads behind a bounded queue: when it is full, the connection
+//! that fed it stops reading until the workers catch up, so memory stays flat however slow
+//! the workers are.
+//!
 //! Echo sends every message back unchanged (zero-copy: the received bytes are queued as the
 //! reply). Sink counts messages and, when the client shuts down its write side, replies
 //! `{"received":M,"bytes":B}` and closes. With `--process-every N --process-ms MS`, a sink
@@ -12,22 +18,24 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use highwater::{CloseReason, Config, ConnId, Context, Handler, RawJson, Reactor, TimerId};
+use highwater::{
+    CloseReason, Config, ConnId, Context, Handler, RawJson, ReactorGroup, TimerId,
+    WORKERS_DOORBELL, Workers,
+};
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--mode echo|sink]
   [--high-water BYTES] [--low-water BYTES] [--max-frame BYTES] [--max-connections N]
   [--idle-timeout-ms MS] [--write-timeout-ms MS] [--queue-budget BYTES]
   [--process-every N --process-ms MS] [--stats-interval-ms MS]
+  [--reactors N] [--workers N --work-us U [--work-queue N]]
 defaults: --addr 127.0.0.1:7878 --mode echo --high-water 262144 --low-water 65536
-  --max-frame 8388608 --max-connections 10000 --idle-timeout-ms 60000 --write-timeout-ms 30000
-  --queue-budget 268435456 (all connections together; 0 = off)";
-
-/// Timer data for the stats line; every other timer's data is a packed `ConnId`.
-const STATS_TIMER: u64 = u64::MAX;
+  --max-frame 8388608 --max-connections 10000 --idle-timeout-ms 60000
+  --write-timeout-ms 30000 --queue-budget 268435456 (per reactor; 0 = off)
+  --reactors (the number of cores) --workers 0 (no offload) --work-queue (2 x workers)";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -42,25 +50,38 @@ struct Counts {
     bytes: u64,
 }
 
+/// Worker offload settings: threads (per reactor), queue bound, simulated work per message.
+#[derive(Clone, Copy)]
+struct Offload {
+    threads: usize,
+    queue: usize,
+    work: Duration,
+}
+
 struct Server {
     mode: Mode,
     /// Pause every N messages for this long ("processing").
     process: Option<(u64, Duration)>,
-    stats_interval: Option<Duration>,
     counts: HashMap<ConnId, Counts>,
+    offload: Option<Offload>,
+    workers: Option<Workers<RawJson, RawJson>>,
+    /// Jobs handed to the workers and not yet back, per connection.
+    outstanding: HashMap<ConnId, u64>,
+    /// Connections whose peer half-closed while jobs were still out: finish when they return.
+    finishing: HashSet<ConnId>,
 }
 
-impl Handler for Server {
-    // Echo and sink never look inside a message, so validate it and keep the bytes.
-    type Message = RawJson;
-
-    fn on_start(&mut self, ctx: &mut Context<'_>) {
-        if let Some(every) = self.stats_interval {
-            ctx.set_timer(every, STATS_TIMER);
-        }
+/// Simulated CPU work: spin for `work` on a worker thread.
+fn busy(work: Duration) {
+    let until = Instant::now() + work;
+    while Instant::now() < until {
+        std::hint::spin_loop();
     }
+}
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
+impl Server {
+    /// What the server does with one message, on the reactor thread.
+    fn handle(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
         if self.mode == Mode::Echo {
             // Past the high-water mark the reactor pauses reading this connection by itself,
             // so the queue cannot outgrow high-water plus one frame. An error here means the
@@ -81,7 +102,8 @@ impl Handler for Server {
         }
     }
 
-    fn on_peer_shutdown(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    /// The peer is done and nothing is out with the workers: summary (sink), then close.
+    fn finish(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         if self.mode == Mode::Sink {
             let c = self.counts.remove(&conn).unwrap_or_default();
             let summary = serde_json::json!({"received": c.messages, "bytes": c.bytes});
@@ -91,21 +113,74 @@ impl Handler for Server {
         }
         ctx.close(conn);
     }
+}
 
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
-        if data == STATS_TIMER {
-            eprintln!("stats {} {}", ctx.figures(), highwater::process_figures());
-            if let Some(every) = self.stats_interval {
-                ctx.set_timer(every, STATS_TIMER);
+impl Handler for Server {
+    // Echo and sink never look inside a message, so validate it and keep the bytes.
+    type Message = RawJson;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if let Some(o) = self.offload {
+            self.workers = Some(Workers::new(
+                &ctx.handle(),
+                o.threads,
+                o.queue,
+                move |msg| {
+                    busy(o.work);
+                    msg
+                },
+            ));
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
+        match self.workers.as_mut() {
+            // Never blocks: if the queue is full the message is parked and this connection
+            // stops reading until the workers catch up.
+            Some(w) => {
+                w.submit(ctx, conn, msg);
+                *self.outstanding.entry(conn).or_default() += 1;
             }
+            None => self.handle(ctx, conn, msg),
+        }
+    }
+
+    fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
+        if value != WORKERS_DOORBELL {
             return;
         }
+        let Some(done) = self.workers.as_mut().map(|w| w.completed(ctx)) else {
+            return;
+        };
+        for (conn, msg) in done {
+            self.handle(ctx, conn, msg);
+            let left = self.outstanding.entry(conn).or_default();
+            *left -= 1;
+            if *left == 0 {
+                self.outstanding.remove(&conn);
+                if self.finishing.remove(&conn) {
+                    self.finish(ctx, conn);
+                }
+            }
+        }
+    }
+
+    fn on_peer_shutdown(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        if self.outstanding.contains_key(&conn) {
+            self.finishing.insert(conn); // replies still with the workers
+        } else {
+            self.finish(ctx, conn);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
         // "Processing" is over: read again (a no-op if the connection closed meanwhile).
         ctx.resume_reading(ConnId::from_u64(data));
     }
 
     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
         self.counts.remove(&conn);
+        self.finishing.remove(&conn);
         if !reason.is_clean() {
             log::info!("{conn}: closed: {reason}");
         }
@@ -141,31 +216,62 @@ fn main() -> std::io::Result<()> {
         _ => flags.fail("--process-every N (N > 0) and --process-ms MS go together"),
     };
     let stats_interval = common::millis(flags.get("stats-interval-ms", 0));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reactors: usize = flags.get("reactors", cores).max(1);
+    let workers: usize = flags.get("workers", 0);
+    let work = Duration::from_micros(flags.get("work-us", 0));
+    let work_queue: usize = flags.get("work-queue", 2 * workers.max(1));
     flags.finish();
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+    // Workers are split between reactors (each reactor's results come back to it alone).
+    let offload = (workers > 0).then(|| Offload {
+        threads: workers.div_ceil(reactors),
+        queue: work_queue.div_ceil(reactors).max(1),
+        work,
+    });
 
     // A server that allows 10,000 connections needs the descriptors for them; many systems
     // start processes with a soft limit of 1,024. Running out is survivable (accept backs
     // off), but there is no reason to run out early.
     common::raise_fd_limit();
 
-    let server = Server {
+    let make = |_| Server {
         mode,
         process,
-        stats_interval,
         counts: HashMap::new(),
+        offload,
+        workers: None,
+        outstanding: HashMap::new(),
+        finishing: HashSet::new(),
     };
-    let mut reactor = Reactor::new(config, server)?;
-    let bound = reactor.listen(addr)?;
-    reactor.shutdown_on_signals(Duration::from_secs(10))?;
+    let grace = Some(Duration::from_secs(10));
+    let group = ReactorGroup::start_with(reactors, config, addr, grace, None, make)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {bound}")?;
+    writeln!(out, "listening on {}", group.local_addr())?;
     out.flush()?;
     drop(out);
-    reactor.run()?;
-    log::info!("shut down cleanly: {}", reactor.figures());
+
+    if let Some(every) = stats_interval {
+        while !group.is_finished() {
+            std::thread::sleep(every);
+            let each = group.figures();
+            let open: Vec<String> = each
+                .iter()
+                .map(|f| f.map_or("-".into(), |f| f.open_connections.to_string()))
+                .collect();
+            eprintln!(
+                "stats reactors={} per_reactor_open=[{}] {} {}",
+                each.len(),
+                open.join(","),
+                highwater::total_figures(&each),
+                highwater::process_figures()
+            );
+        }
+    }
+    group.join()?;
+    log::info!("shut down cleanly");
     Ok(())
 }

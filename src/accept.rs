@@ -157,15 +157,42 @@ impl Engine {
         self.accept(key);
     }
 
-    /// Takes an accepted socket into the slab, or turns it away if we are at the limit.
+    /// Takes an accepted socket into the slab, or hands it to the next reactor of the group,
+    /// round-robin. Handing out costs one channel send and one wake-up per connection, at
+    /// accept time only; after that, the connection lives on one reactor and shares nothing.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if self.open >= self.config.max_connections {
+        if !self.peers.is_empty() {
+            let turn = self.next_peer;
+            self.next_peer = (turn + 1) % (self.peers.len() + 1);
+            if turn > 0 {
+                match self.peers[turn - 1].adopt(stream.into(), peer) {
+                    Ok(()) => {
+                        self.counters.handed_out += 1;
+                        return;
+                    }
+                    // That reactor is behind or gone: keep the connection here.
+                    Err(stream) => return self.admit_here(TcpStream::from_std(stream), peer),
+                }
+            }
+        }
+        self.admit_here(stream, peer)
+    }
+
+    /// A connection handed over by another reactor of the group.
+    pub(crate) fn adopt(&mut self, stream: std::net::TcpStream, peer: SocketAddr) {
+        self.admit_here(TcpStream::from_std(stream), peer);
+    }
+
+    /// Takes an accepted socket into this reactor's slab, or turns it away if we are at the
+    /// limit.
+    fn admit_here(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if self.open_connections() >= self.config.max_connections {
             return self.reject_busy(stream, peer);
         }
         self.apply_socket_options(&stream);
         let id = self.insert(stream, Some(peer), false);
         self.counters.accepted += 1;
-        self.open += 1;
+        self.count_open(true);
         self.opened(id);
         log::debug!("{id}: accepted from {peer}");
     }
@@ -259,7 +286,7 @@ impl Engine {
     /// `on_open` follows when the connect completes, or `on_close` with
     /// [`CloseReason::ConnectFailed`] if it fails.
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
-        if self.open >= self.config.max_connections {
+        if self.open_connections() >= self.config.max_connections {
             return Err(io::Error::other(format!(
                 "max_connections ({}) reached",
                 self.config.max_connections
@@ -279,7 +306,7 @@ impl Engine {
             Err(e) => return Err(e),
         }
         let id = self.insert(stream, Some(addr), true);
-        self.open += 1;
+        self.count_open(true);
         log::debug!("{id}: connecting to {addr}");
         Ok(id)
     }

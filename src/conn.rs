@@ -106,13 +106,17 @@ pub enum PauseReason {
     /// The bytes queued across all connections reached [`crate::Config::queue_budget`]; every
     /// connection stops reading until the total falls back.
     Budget,
+    /// This connection's last message is parked because the worker queue is full
+    /// ([`crate::Workers`]); reading resumes when the workers make room.
+    Workers,
 }
 
 impl PauseReason {
-    const ALL: [PauseReason; 3] = [
+    const ALL: [PauseReason; 4] = [
         PauseReason::Application,
         PauseReason::WriteQueue,
         PauseReason::Budget,
+        PauseReason::Workers,
     ];
 
     fn bit(self) -> u8 {
@@ -120,6 +124,7 @@ impl PauseReason {
             PauseReason::Application => 1,
             PauseReason::WriteQueue => 2,
             PauseReason::Budget => 4,
+            PauseReason::Workers => 8,
         }
     }
 }
@@ -440,6 +445,7 @@ impl Connection {
             high_water_crossings: q.high_water_crossings,
             drain_events: q.drains,
             frames_out: q.frames,
+            bytes_queued: q.bytes_queued,
             bytes_out: q.bytes_written,
             writes: q.writes,
             frames_in: self.frames_in,

@@ -69,6 +69,16 @@ impl<'a> Context<'a> {
         self.engine.resume(conn, PauseReason::Application)
     }
 
+    /// Pauses reading for a library-internal reason (worker queue full, ...).
+    pub(crate) fn pause(&mut self, conn: ConnId, reason: PauseReason) -> bool {
+        self.engine.pause(conn, reason)
+    }
+
+    /// Clears a library-internal pause reason.
+    pub(crate) fn resume(&mut self, conn: ConnId, reason: PauseReason) -> bool {
+        self.engine.resume(conn, reason)
+    }
+
     /// Closes `conn` gracefully: no more messages are delivered, everything queued is sent,
     /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed, with
     /// [`CloseReason::PeerClosed`] if the peer had already half-closed, else

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,8 @@ pub(crate) struct Counters {
     pub(crate) invalid_frames: u64,
     pub(crate) turns: u64,
     pub(crate) accept_errors: u64,
+    /// Accepted connections handed to another reactor of the group.
+    pub(crate) handed_out: u64,
     /// Every `recv` and `writev` attempted, including those that returned `WouldBlock`.
     pub(crate) recv_calls: u64,
     pub(crate) writev_calls: u64,
@@ -139,6 +142,13 @@ pub(crate) struct Engine {
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
     pub(crate) accept_log: crate::accept::LogLimiter,
+    /// The other reactors of a group: accepted connections are handed out round-robin among
+    /// them and this one; shutdowns and stops are passed on.
+    pub(crate) peers: Vec<Handle>,
+    pub(crate) next_peer: usize,
+    /// In a group: open connections across every reactor, so `max_connections` holds for the
+    /// process. Touched when a connection opens or closes, never per message.
+    pub(crate) group_open: Option<Arc<AtomicUsize>>,
 }
 
 /// Finds a live connection by id, checking the generation. A free function over the slab
@@ -147,6 +157,23 @@ pub(crate) fn conn_mut(slots: &mut Slab<Slot>, id: ConnId) -> Option<&mut Connec
     match slots.get_mut(id.index()) {
         Some(Slot::Conn(c)) if c.id == id && c.state() != State::Closed => Some(c),
         _ => None,
+    }
+}
+
+/// Keeps the reactor's open count, and the group's if there is one. A free function so it can
+/// run while a connection is borrowed from the slab.
+fn count_open(open: &mut usize, group: Option<&AtomicUsize>, opened: bool) {
+    if opened {
+        *open += 1;
+    } else {
+        *open -= 1;
+    }
+    if let Some(n) = group {
+        if opened {
+            n.fetch_add(1, Ordering::Relaxed);
+        } else {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -196,7 +223,22 @@ impl Engine {
             budget_paused: false,
             counters: Counters::default(),
             accept_log: Default::default(),
+            peers: Vec::new(),
+            next_peer: 0,
+            group_open: None,
         })
+    }
+
+    /// Open connections counted against `max_connections`: this reactor's, or the group's.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.group_open
+            .as_ref()
+            .map_or(self.open, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// One more (or one fewer) connection counted against `max_connections`.
+    pub(crate) fn count_open(&mut self, opened: bool) {
+        count_open(&mut self.open, self.group_open.as_deref(), opened);
     }
 
     pub(crate) fn handle(&self) -> Handle {
@@ -443,7 +485,7 @@ impl Engine {
         conn.write_shut = true;
         conn.close_reason = Some(reason);
         conn.set_state(State::Lingering, "queue delivered, FIN sent");
-        self.open -= 1;
+        count_open(&mut self.open, self.group_open.as_deref(), false);
         self.lingering += 1;
         self.timers.push(now + linger, Due::Linger(id));
         if conn.readable {
@@ -466,7 +508,7 @@ impl Engine {
         match conn.state() {
             State::Lingering => self.lingering -= 1,
             State::Closed => return,
-            _ => self.open -= 1,
+            _ => count_open(&mut self.open, self.group_open.as_deref(), false),
         }
         conn.set_state(State::Closed, reason.name());
         self.pool.put(std::mem::take(&mut conn.read_buf));
@@ -692,6 +734,7 @@ impl Engine {
             frames_in: self.counters.frames_in,
             invalid_frames: self.counters.invalid_frames,
             accept_errors: self.counters.accept_errors,
+            handed_out: self.counters.handed_out,
             recv_calls: self.counters.recv_calls,
             writev_calls: self.counters.writev_calls,
             turns: self.counters.turns,

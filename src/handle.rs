@@ -35,6 +35,8 @@ pub(crate) enum Command {
     Run(Job),
     /// Call the handler's `on_notify` with this value.
     Notify(u64),
+    /// Take over a connection accepted by another reactor of the same group.
+    Adopt(std::net::TcpStream, std::net::SocketAddr),
 }
 
 /// Why a command did not reach the reactor.
@@ -147,6 +149,25 @@ impl Handle {
     /// shared state, ring with its index or count).
     pub fn notify(&self, value: u64) -> Result<(), HandleError> {
         self.submit(Command::Notify(value))
+    }
+
+    /// Hands an accepted connection to this reactor (see [`crate::ReactorGroup`]). Gives the
+    /// socket back if the channel is full or the reactor has stopped, so the caller can keep it.
+    pub(crate) fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), std::net::TcpStream> {
+        match self.tx.try_send(Command::Adopt(stream, peer)) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(cmd) | TrySendError::Disconnected(cmd)) => match cmd {
+                Command::Adopt(stream, _) => Err(stream),
+                _ => unreachable!("try_send returns the command it was given"),
+            },
+        }
     }
 
     /// Graceful shutdown: stop accepting, finish reading what peers already sent, deliver

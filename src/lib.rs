@@ -107,28 +107,36 @@ mod conn;
 mod context;
 mod engine;
 pub mod frame;
+mod group;
 mod handle;
 mod handler;
 mod kernel;
 mod message;
 mod reactor;
 mod reply;
+mod request;
 mod shutdown;
 mod stats;
 mod timeouts;
 mod timer;
 mod validate;
+mod workers;
 mod write_queue;
 
 pub use config::{Config, ConfigError};
 pub use conn::{ConnId, PauseReason, Paused, State};
 pub use context::Context;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
+pub use group::{ReactorGroup, ThreadStart, total as total_figures};
 pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler};
 pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
 pub use reactor::{FRAMES_PER_TURN, READS_PER_TURN, Reactor};
+pub use request::{
+    Completion, ID_FIELD, RequestClient, RequestConfig, RequestError, RequestFigures, Requests,
+};
 pub use stats::{ConnFigures, ProcessFigures, ReactorFigures, process_figures};
 pub use timer::TimerId;
+pub use workers::{WORKERS_DOORBELL, WorkerFigures, Workers};
 pub use write_queue::{Marks, Pressure, QueueFigures, SendError, WriteQueue};

@@ -108,6 +108,21 @@ impl<H: Handler> Reactor<H> {
         self.engine.watch_signals(grace)
     }
 
+    /// Makes this reactor hand accepted connections out round-robin to `peers` (and itself),
+    /// and pass shutdowns and stops on to them. Used by [`crate::ReactorGroup`].
+    pub(crate) fn share_with(&mut self, peers: Vec<Handle>) {
+        self.engine.peers = peers;
+    }
+
+    /// Counts open connections in `counter`, shared by every reactor of a group, so that
+    /// `max_connections` is a limit for the whole group.
+    pub(crate) fn count_open_in(
+        &mut self,
+        counter: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        self.engine.group_open = Some(counter);
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &Config {
         &self.engine.config
@@ -370,6 +385,7 @@ impl<H: Handler> Reactor<H> {
                 Command::Notify(value) => self
                     .handler
                     .on_notify(&mut Context::new(&mut self.engine), value),
+                Command::Adopt(stream, peer) => self.engine.adopt(stream, peer),
             }
             self.deliver_notices();
         }

@@ -35,6 +35,9 @@ impl Engine {
         self.run = RunState::ShuttingDown {
             deadline: self.now + grace,
         };
+        for peer in &self.peers {
+            let _ = peer.shutdown(grace);
+        }
         let mut ids = Vec::new();
         for (key, slot) in self.slots.iter_mut() {
             match slot {
@@ -89,6 +92,9 @@ impl Engine {
             }
         }
         self.run = RunState::Stopped;
+        for peer in &self.peers {
+            let _ = peer.stop();
+        }
     }
 
     /// True when `run()` should return.

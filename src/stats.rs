@@ -39,6 +39,8 @@ pub struct ConnFigures {
     pub drain_events: u64,
     /// Frames queued for sending.
     pub frames_out: u64,
+    /// Bytes queued for sending since the connection opened (headers included).
+    pub bytes_queued: u64,
     /// Bytes handed to the kernel.
     pub bytes_out: u64,
     /// `writev` calls that wrote something.
@@ -101,6 +103,8 @@ pub struct ReactorFigures {
     pub invalid_frames: u64,
     /// `accept` calls that failed for want of resources (descriptors, memory).
     pub accept_errors: u64,
+    /// Accepted connections handed to another reactor of a [`crate::ReactorGroup`].
+    pub handed_out: u64,
     /// Poll calls (reactor turns) since start.
     pub turns: u64,
     /// `recv` calls since start, including any that found nothing. With `frames_in`, the

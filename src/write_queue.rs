@@ -132,6 +132,10 @@ pub struct QueueFigures {
     pub drains: u64,
     /// Frames pushed.
     pub frames: u64,
+    /// Bytes pushed since the queue was made (headers included): where the next frame starts
+    /// in the connection's outgoing stream. Compare with `bytes_written` to know whether a
+    /// frame has been handed to the kernel.
+    pub bytes_queued: u64,
     /// Bytes handed to the kernel.
     pub bytes_written: u64,
     /// `writev` calls that wrote something.
@@ -256,6 +260,7 @@ impl WriteQueue {
         let f = &mut self.figures;
         f.queued += frame;
         f.frames += 1;
+        f.bytes_queued += frame as u64;
         f.peak = f.peak.max(f.queued);
         if !self.above_high && f.queued >= self.marks.high {
             self.above_high = true;

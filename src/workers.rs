@@ -1,0 +1,359 @@
+//! Slow work off the reactor thread, with backpressure: a pool of worker threads fed through a
+//! bounded queue, whose replies come back through the reactor's waker.
+//!
+//! The reactor thread must never run slow work: while it computes, no socket is served. So a
+//! handler hands each message to [`Workers::submit`]. The queue between the reactor and the
+//! workers is bounded, and a full queue does not block the reactor and does not drop the job:
+//! the job is *parked* with its connection and the connection stops reading
+//! ([`PauseReason::Workers`](crate::PauseReason::Workers)). Its kernel receive buffer fills,
+//! its TCP window closes, and its producer feels the pressure, exactly as with a slow
+//! consumer. As workers finish, parked jobs move into the queue (first parked, first in) and
+//! their connections resume.
+//!
+//! Invariants:
+//! - at most `capacity` jobs wait in the queue, and at most `threads` more are being worked
+//!   on: nothing else in the process holds work that has not been accepted;
+//! - at most one job is parked per connection (it stops reading the moment its job parks);
+//! - results for one connection come back in the order its jobs were submitted, however many
+//!   workers there are (sequence numbers and a small reorder buffer);
+//! - every submitted job is run exactly once; a result for a connection that closed meanwhile
+//!   is still returned (the send will fail; the caller decides what that means).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::conn::{ConnId, PauseReason};
+use crate::context::Context;
+use crate::handle::{Handle, HandleError};
+
+/// The value the pool rings with [`crate::Handle::notify`] when results are ready. Chosen near
+/// `u64::MAX` so it does not collide with the small values applications use for their own
+/// doorbells.
+pub const WORKERS_DOORBELL: u64 = u64::MAX - 0x776f_726b; // "work"
+
+/// One job on its way to a worker: which connection, its place in that connection's order.
+struct Ticket<J> {
+    conn: ConnId,
+    seq: u64,
+    job: J,
+}
+
+/// Shared between the pool and its threads.
+struct Shared<O> {
+    results: Mutex<Vec<(ConnId, u64, O)>>,
+    /// A doorbell is already on its way to the reactor: don't ring again until it is answered.
+    rung: AtomicBool,
+    /// Jobs taken off the queue and not yet finished.
+    working: AtomicUsize,
+}
+
+/// Counters for the pool, cheap to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerFigures {
+    /// Jobs waiting in the queue now.
+    pub queued: usize,
+    /// The queue's bound.
+    pub capacity: usize,
+    /// The most jobs ever waiting in the queue at once.
+    pub peak_queued: usize,
+    /// Jobs a worker is running now.
+    pub working: usize,
+    /// Jobs parked with their (paused) connections, waiting for room in the queue.
+    pub parked: usize,
+    /// Jobs submitted since start.
+    pub submitted: u64,
+    /// Results handed back since start.
+    pub completed: u64,
+    /// Times a connection was paused because the queue was full.
+    pub pauses: u64,
+}
+
+/// A pool of worker threads behind a bounded queue. See the module docs.
+///
+/// ```no_run
+/// use highwater::{Config, ConnId, Context, Handler, RawJson, Reactor, Workers};
+///
+/// struct Offload {
+///     workers: Workers<RawJson, RawJson>,
+/// }
+///
+/// impl Handler for Offload {
+///     type Message = RawJson;
+///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
+///         self.workers.submit(ctx, conn, msg); // never blocks, never drops
+///     }
+///     fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
+///         if value == highwater::WORKERS_DOORBELL {
+///             for (conn, reply) in self.workers.completed(ctx) {
+///                 let _ = ctx.send_payload(conn, reply.into_bytes());
+///             }
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new(Config::default(), Offload { workers: Workers::placeholder() })?;
+/// let workers = Workers::new(&reactor.handle(), 4, 8, |msg: RawJson| {
+///     // slow work here, on a worker thread
+///     msg
+/// });
+/// reactor.handler_mut().workers = workers;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Workers<J: Send + 'static, O: Send + 'static> {
+    queue: Option<SyncSender<Ticket<J>>>,
+    shared: Arc<Shared<O>>,
+    threads: Vec<JoinHandle<()>>,
+    capacity: usize,
+    /// Jobs sent and not yet taken by a worker (the channel does not say how many it holds).
+    in_queue: Arc<AtomicUsize>,
+    parked: VecDeque<Ticket<J>>,
+    next_seq: HashMap<ConnId, u64>,
+    next_out: HashMap<ConnId, u64>,
+    reorder: HashMap<ConnId, BTreeMap<u64, O>>,
+    figures: WorkerFigures,
+}
+
+impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
+    /// [`WORKERS_DOORBELL`], as an associated constant.
+    pub const DOORBELL: u64 = WORKERS_DOORBELL;
+
+    /// Starts `threads` workers behind a queue of `capacity` jobs, each running `work`.
+    /// Results are announced to the reactor behind `handle`.
+    pub fn new<F>(handle: &Handle, threads: usize, capacity: usize, work: F) -> Workers<J, O>
+    where
+        F: Fn(J) -> O + Send + Sync + 'static,
+    {
+        let (tx, rx) = sync_channel::<Ticket<J>>(capacity.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            results: Mutex::new(Vec::new()),
+            rung: AtomicBool::new(false),
+            working: AtomicUsize::new(0),
+        });
+        let in_queue = Arc::new(AtomicUsize::new(0));
+        let work = Arc::new(work);
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let (rx, shared, work, handle, in_queue) = (
+                    rx.clone(),
+                    shared.clone(),
+                    work.clone(),
+                    handle.clone(),
+                    in_queue.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("highwater-worker-{i}"))
+                    .spawn(move || worker_loop(&rx, &shared, &*work, &handle, &in_queue))
+                    .expect("spawn a worker thread")
+            })
+            .collect();
+        Workers {
+            queue: Some(tx),
+            shared,
+            threads,
+            capacity: capacity.max(1),
+            in_queue,
+            parked: VecDeque::new(),
+            next_seq: HashMap::new(),
+            next_out: HashMap::new(),
+            reorder: HashMap::new(),
+            figures: WorkerFigures {
+                capacity: capacity.max(1),
+                ..WorkerFigures::default()
+            },
+        }
+    }
+
+    /// A pool with no threads, to stand in a handler's field until the real pool (which needs
+    /// the reactor's handle) is built. Submitting to it panics.
+    pub fn placeholder() -> Workers<J, O> {
+        Workers {
+            queue: None,
+            shared: Arc::new(Shared {
+                results: Mutex::new(Vec::new()),
+                rung: AtomicBool::new(false),
+                working: AtomicUsize::new(0),
+            }),
+            threads: Vec::new(),
+            capacity: 0,
+            in_queue: Arc::new(AtomicUsize::new(0)),
+            parked: VecDeque::new(),
+            next_seq: HashMap::new(),
+            next_out: HashMap::new(),
+            reorder: HashMap::new(),
+            figures: WorkerFigures::default(),
+        }
+    }
+
+    /// Hands `job` from connection `conn` to the workers. Never blocks and never drops: if the
+    /// queue is full, the job is parked and `conn` stops reading until there is room.
+    pub fn submit(&mut self, ctx: &mut Context<'_>, conn: ConnId, job: J) {
+        let seq = self.next_seq.entry(conn).or_insert(0);
+        let ticket = Ticket {
+            conn,
+            seq: *seq,
+            job,
+        };
+        *seq += 1;
+        self.figures.submitted += 1;
+        if let Some(ticket) = self.try_enqueue(ticket) {
+            // Full: park it, and stop reading this connection. Its next messages stay in the
+            // kernel, whose window closes: the pressure reaches its producer.
+            self.parked.push_back(ticket);
+            self.figures.pauses += 1;
+            ctx.pause(conn, PauseReason::Workers);
+        }
+    }
+
+    /// Sends a ticket to the queue; gives it back if the queue is full.
+    fn try_enqueue(&mut self, ticket: Ticket<J>) -> Option<Ticket<J>> {
+        let queue = self
+            .queue
+            .as_ref()
+            .expect("Workers::placeholder used; build with Workers::new");
+        // Count before sending: a worker may take it (and decrement) before try_send returns.
+        let n = self.in_queue.fetch_add(1, Ordering::SeqCst) + 1;
+        match queue.try_send(ticket) {
+            Ok(()) => {
+                self.figures.peak_queued = self.figures.peak_queued.max(n.min(self.capacity));
+                None
+            }
+            Err(TrySendError::Full(t)) | Err(TrySendError::Disconnected(t)) => {
+                self.in_queue.fetch_sub(1, Ordering::SeqCst);
+                Some(t)
+            }
+        }
+    }
+
+    /// Call from [`crate::Handler::on_notify`] with [`Workers::DOORBELL`]: returns the finished
+    /// results, each connection's in submission order, and moves parked jobs into the room
+    /// that freed up (resuming their connections).
+    pub fn completed(&mut self, ctx: &mut Context<'_>) -> Vec<(ConnId, O)> {
+        // Answer the doorbell first: a result that lands after the swap rings again.
+        self.shared.rung.store(false, Ordering::SeqCst);
+        let finished = std::mem::take(
+            &mut *self
+                .shared
+                .results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut out = Vec::with_capacity(finished.len());
+        for (conn, seq, result) in finished {
+            self.figures.completed += 1;
+            self.reorder.entry(conn).or_default().insert(seq, result);
+            let next = self.next_out.entry(conn).or_insert(0);
+            let buffered = self.reorder.entry(conn).or_default();
+            while let Some(result) = buffered.remove(next) {
+                out.push((conn, result));
+                *next += 1;
+            }
+        }
+        self.forget_idle_connections(ctx);
+        // Room freed: parked jobs go in, first parked first, and their connections read again.
+        while let Some(ticket) = self.parked.pop_front() {
+            let conn = ticket.conn;
+            match self.try_enqueue(ticket) {
+                None => {
+                    ctx.resume(conn, PauseReason::Workers);
+                }
+                Some(ticket) => {
+                    self.parked.push_front(ticket);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops the bookkeeping of connections that are closed and have nothing in flight.
+    fn forget_idle_connections(&mut self, ctx: &Context<'_>) {
+        self.reorder.retain(|_, b| !b.is_empty());
+        let (next_seq, next_out, reorder, parked) = (
+            &mut self.next_seq,
+            &mut self.next_out,
+            &self.reorder,
+            &self.parked,
+        );
+        next_seq.retain(|conn, seq| {
+            let done = next_out.get(conn).copied().unwrap_or(0) == *seq;
+            let keep = ctx.is_open(*conn)
+                || !done
+                || reorder.contains_key(conn)
+                || parked.iter().any(|t| t.conn == *conn);
+            if !keep {
+                next_out.remove(conn);
+            }
+            keep
+        });
+    }
+
+    /// The pool's counters.
+    pub fn figures(&self) -> WorkerFigures {
+        WorkerFigures {
+            queued: self.in_queue.load(Ordering::SeqCst),
+            working: self.shared.working.load(Ordering::SeqCst),
+            parked: self.parked.len(),
+            ..self.figures
+        }
+    }
+}
+
+impl<J: Send + 'static, O: Send + 'static> Drop for Workers<J, O> {
+    /// Closes the queue and waits for the workers to finish what they hold.
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop<J, O>(
+    rx: &Mutex<Receiver<Ticket<J>>>,
+    shared: &Shared<O>,
+    work: &(dyn Fn(J) -> O + Send + Sync),
+    handle: &Handle,
+    in_queue: &AtomicUsize,
+) {
+    loop {
+        // One worker waits on the queue at a time; the others wait for the lock. Either way
+        // they sleep, and the job goes to whichever gets there first.
+        let ticket = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(t) => t,
+                Err(_) => return, // the pool was dropped
+            }
+        };
+        in_queue.fetch_sub(1, Ordering::SeqCst);
+        shared.working.fetch_add(1, Ordering::SeqCst);
+        let result = work(ticket.job);
+        shared
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((ticket.conn, ticket.seq, result));
+        shared.working.fetch_sub(1, Ordering::SeqCst);
+        ring(shared, handle);
+    }
+}
+
+/// Tells the reactor results are waiting, unless a doorbell is already on its way. The
+/// command channel is bounded; if it is full (the reactor is behind on other commands) the
+/// worker retries shortly rather than dropping the signal.
+fn ring<O>(shared: &Shared<O>, handle: &Handle) {
+    if shared.rung.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    loop {
+        match handle.notify(WORKERS_DOORBELL) {
+            Ok(()) | Err(HandleError::Stopped) | Err(HandleError::Encode) => return,
+            Err(HandleError::Full) => std::thread::sleep(Duration::from_micros(200)),
+        }
+    }
+}
