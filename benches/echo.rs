@@ -67,6 +67,33 @@ fn main() {
             }
         }
     }
+
+    // One reactor per core: the same 64-connection load on a group of 1 and of 2 reactors.
+    let mut groups = Vec::new();
+    for reactors in [1usize, 2] {
+        let (server, group) = support::start_group_server(reactors, Mode::Echo);
+        let generator = Generator::connect(
+            server.addr,
+            64,
+            Load::Echo {
+                payload: payload(64),
+                window: WINDOW,
+            },
+        );
+        generator.run(20_000);
+        let mut g = c.benchmark_group("echo 64B x64 conns, server CPU/msg by reactors");
+        g.bench_function(format!("{reactors} reactor(s)"), |b| {
+            b.iter_custom(|iters| measure(&server, &generator, iters).server_cpu)
+        });
+        g.finish();
+        let sample = measure(&server, &generator, TABLE_MESSAGES);
+        let split: Vec<usize> = group
+            .figures()
+            .iter()
+            .map(|f| f.map_or(0, |f| f.open_connections))
+            .collect();
+        groups.push((reactors, sample, split));
+    }
     c.final_summary();
 
     println!(
@@ -92,6 +119,23 @@ fn main() {
             per_msg(s),
             ratio(Kind::Tokio),
             ratio(Kind::TokioTuned)
+        );
+    }
+
+    println!("\none reactor per core, 64 connections, {TABLE_MESSAGES} messages per row:");
+    println!(
+        "{:>8} {:>12} {:>16} {:>10}  connections per reactor",
+        "reactors", "msgs/s", "server CPU/msg", "vs 1"
+    );
+    let one = groups.first().map(|(_, s, _)| per_msg(s));
+    for (reactors, s, split) in &groups {
+        println!(
+            "{:>8} {:>12.0} {:>13.0} ns {:>9.2}x  {:?}",
+            reactors,
+            s.messages as f64 / s.wall.as_secs_f64(),
+            per_msg(s),
+            one.map_or(f64::NAN, |o| per_msg(s) / o),
+            split
         );
     }
 }

@@ -11,8 +11,10 @@
 //! their connections resume.
 //!
 //! Invariants:
-//! - at most `capacity` jobs wait in the queue, and at most `threads` more are being worked
-//!   on: nothing else in the process holds work that has not been accepted;
+//! - at most `capacity` jobs are in the pool at once, counting those waiting, those being
+//!   worked on, and those finished but not yet collected: the pool's memory is bounded by
+//!   `capacity` jobs and results, whatever the load (`capacity` should be at least `threads`,
+//!   or some threads will idle);
 //! - at most one job is parked per connection (it stops reading the moment its job parks);
 //! - results for one connection come back in the order its jobs were submitted, however many
 //!   workers there are (sequence numbers and a small reorder buffer);
@@ -54,12 +56,12 @@ struct Shared<O> {
 /// Counters for the pool, cheap to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerFigures {
-    /// Jobs waiting in the queue now.
-    pub queued: usize,
-    /// The queue's bound.
+    /// Jobs in the pool now: waiting, running, or finished and not yet collected.
+    pub in_flight: usize,
+    /// The pool's bound on `in_flight`.
     pub capacity: usize,
-    /// The most jobs ever waiting in the queue at once.
-    pub peak_queued: usize,
+    /// The most jobs ever in the pool at once (never above `capacity`).
+    pub peak_in_flight: usize,
     /// Jobs a worker is running now.
     pub working: usize,
     /// Jobs parked with their (paused) connections, waiting for room in the queue.
@@ -108,8 +110,9 @@ pub struct Workers<J: Send + 'static, O: Send + 'static> {
     shared: Arc<Shared<O>>,
     threads: Vec<JoinHandle<()>>,
     capacity: usize,
-    /// Jobs sent and not yet taken by a worker (the channel does not say how many it holds).
-    in_queue: Arc<AtomicUsize>,
+    /// Jobs sent to the workers and not yet collected; kept by the reactor thread alone, so
+    /// it is exact.
+    in_flight: usize,
     parked: VecDeque<Ticket<J>>,
     next_seq: HashMap<ConnId, u64>,
     next_out: HashMap<ConnId, u64>,
@@ -134,20 +137,14 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
             rung: AtomicBool::new(false),
             working: AtomicUsize::new(0),
         });
-        let in_queue = Arc::new(AtomicUsize::new(0));
         let work = Arc::new(work);
         let threads = (0..threads.max(1))
             .map(|i| {
-                let (rx, shared, work, handle, in_queue) = (
-                    rx.clone(),
-                    shared.clone(),
-                    work.clone(),
-                    handle.clone(),
-                    in_queue.clone(),
-                );
+                let (rx, shared, work, handle) =
+                    (rx.clone(), shared.clone(), work.clone(), handle.clone());
                 std::thread::Builder::new()
                     .name(format!("highwater-worker-{i}"))
-                    .spawn(move || worker_loop(&rx, &shared, &*work, &handle, &in_queue))
+                    .spawn(move || worker_loop(&rx, &shared, &*work, &handle))
                     .expect("spawn a worker thread")
             })
             .collect();
@@ -156,7 +153,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
             shared,
             threads,
             capacity: capacity.max(1),
-            in_queue,
+            in_flight: 0,
             parked: VecDeque::new(),
             next_seq: HashMap::new(),
             next_out: HashMap::new(),
@@ -180,7 +177,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
             }),
             threads: Vec::new(),
             capacity: 0,
-            in_queue: Arc::new(AtomicUsize::new(0)),
+            in_flight: 0,
             parked: VecDeque::new(),
             next_seq: HashMap::new(),
             next_out: HashMap::new(),
@@ -209,23 +206,24 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
         }
     }
 
-    /// Sends a ticket to the queue; gives it back if the queue is full.
+    /// Sends a ticket to the workers; gives it back if the pool holds `capacity` jobs.
     fn try_enqueue(&mut self, ticket: Ticket<J>) -> Option<Ticket<J>> {
+        if self.in_flight >= self.capacity {
+            return Some(ticket);
+        }
         let queue = self
             .queue
             .as_ref()
             .expect("Workers::placeholder used; build with Workers::new");
-        // Count before sending: a worker may take it (and decrement) before try_send returns.
-        let n = self.in_queue.fetch_add(1, Ordering::SeqCst) + 1;
+        // The channel holds `capacity` too, and fewer than `capacity` jobs are in flight, so
+        // this cannot find it full; a disconnected channel means the workers are gone.
         match queue.try_send(ticket) {
             Ok(()) => {
-                self.figures.peak_queued = self.figures.peak_queued.max(n.min(self.capacity));
+                self.in_flight += 1;
+                self.figures.peak_in_flight = self.figures.peak_in_flight.max(self.in_flight);
                 None
             }
-            Err(TrySendError::Full(t)) | Err(TrySendError::Disconnected(t)) => {
-                self.in_queue.fetch_sub(1, Ordering::SeqCst);
-                Some(t)
-            }
+            Err(TrySendError::Full(t)) | Err(TrySendError::Disconnected(t)) => Some(t),
         }
     }
 
@@ -243,6 +241,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         let mut out = Vec::with_capacity(finished.len());
+        self.in_flight -= finished.len();
         for (conn, seq, result) in finished {
             self.figures.completed += 1;
             self.reorder.entry(conn).or_default().insert(seq, result);
@@ -295,7 +294,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
     /// The pool's counters.
     pub fn figures(&self) -> WorkerFigures {
         WorkerFigures {
-            queued: self.in_queue.load(Ordering::SeqCst),
+            in_flight: self.in_flight,
             working: self.shared.working.load(Ordering::SeqCst),
             parked: self.parked.len(),
             ..self.figures
@@ -318,7 +317,6 @@ fn worker_loop<J, O>(
     shared: &Shared<O>,
     work: &(dyn Fn(J) -> O + Send + Sync),
     handle: &Handle,
-    in_queue: &AtomicUsize,
 ) {
     loop {
         // One worker waits on the queue at a time; the others wait for the lock. Either way
@@ -330,7 +328,6 @@ fn worker_loop<J, O>(
                 Err(_) => return, // the pool was dropped
             }
         };
-        in_queue.fetch_sub(1, Ordering::SeqCst);
         shared.working.fetch_add(1, Ordering::SeqCst);
         let result = work(ticket.job);
         shared

@@ -159,7 +159,7 @@ pub fn start_server(kind: Kind, mode: Mode) -> Server {
 }
 
 // highwater: the library's reactor, RawJson messages, zero-copy echo.
-struct HwServer(Mode);
+pub struct HwServer(Mode);
 
 impl Handler for HwServer {
     type Message = RawJson;
@@ -187,6 +187,33 @@ fn highwater_server(mode: Mode, clocks: CpuClocks) -> (SocketAddr, Handle) {
         })
         .unwrap();
     (addr, handle)
+}
+
+/// highwater's echo or sink server as a group of `reactors` reactors (one accepts and hands
+/// connections out round-robin); the CPU clocks of every reactor thread are counted.
+pub fn start_group_server(reactors: usize, mode: Mode) -> (Server, highwater::ReactorGroup<HwServer>) {
+    let clocks = CpuClocks::default();
+    let config = Config {
+        idle_timeout: None,
+        write_timeout: None,
+        ..Config::default()
+    };
+    let register = clocks.clone();
+    let group = highwater::ReactorGroup::start_with(
+        reactors,
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        Some(Arc::new(move |_| register.register_current_thread())),
+        |_| HwServer(mode),
+    )
+    .unwrap();
+    let server = Server {
+        addr: group.local_addr(),
+        clocks,
+        handle: Some(group.handles()[0].clone()),
+    };
+    (server, group)
 }
 
 // tokio, as usually written: current-thread runtime, a task per connection,
