@@ -74,8 +74,12 @@
 //! - What a payload becomes is the handler's message type ([`Decode`]): `serde_json::Value`,
 //!   your own `Deserialize` type, or [`RawJson`] (validated, not parsed, not copied).
 //! - Other threads reach a running reactor through a [`Handle`].
+//! - Past the socket: [`Workers`] move slow work off the reactor behind a bounded pool (a full
+//!   pool pauses the connections that feed it); [`RequestClient`] / [`Requests`] match
+//!   replies to requests under a pending cap, with deadlines and reconnection; and
+//!   [`ReactorGroup`] runs one reactor per core.
 //! - Every limit is in [`Config`]; every figure is in [`ConnFigures`], [`ReactorFigures`],
-//!   [`KernelFigures`] and [`ProcessFigures`].
+//!   [`KernelFigures`], [`ProcessFigures`], [`WorkerFigures`] and [`RequestFigures`].
 //!
 //! ## Example
 //!

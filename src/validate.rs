@@ -143,6 +143,16 @@ impl Cursor<'_> {
         Ok(v)
     }
 
+    /// An object key and its colon: `"…" :`, with the whitespace around them.
+    fn key(&mut self) -> Result<(), Invalid> {
+        self.expect(b'"', "expected a string key")?;
+        self.string()?;
+        self.skip_ws();
+        self.expect(b':', "expected ':' after an object key")?;
+        self.skip_ws();
+        Ok(())
+    }
+
     /// After the opening quote, up to and including the closing one.
     fn string(&mut self) -> Result<(), Invalid> {
         loop {
@@ -235,11 +245,7 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
                     c.pos += 1;
                     stack.pop();
                 } else {
-                    c.expect(b'"', "expected a string key")?;
-                    c.string()?;
-                    c.skip_ws();
-                    c.expect(b':', "expected ':' after an object key")?;
-                    c.skip_ws();
+                    c.key()?;
                     continue 'value;
                 }
             }
@@ -279,11 +285,7 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
                     c.pos += 1;
                     c.skip_ws();
                     if stack.in_object() {
-                        c.expect(b'"', "expected a string key")?;
-                        c.string()?;
-                        c.skip_ws();
-                        c.expect(b':', "expected ':' after an object key")?;
-                        c.skip_ws();
+                        c.key()?;
                     }
                     continue 'value;
                 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{Echo, Peer, Server, Sink, bounded, frame};
 use highwater::{
     CloseReason, Completion, Config, ConnId, Context, Handler, RawJson, ReactorGroup,
-    RequestClient, RequestConfig, RequestError, Requests, TimerId, WORKERS_DOORBELL,
-    WorkerFigures, Workers,
+    RequestClient, RequestConfig, RequestError, Requests, TimerId, WORKERS_DOORBELL, WorkerFigures,
+    Workers,
 };
 use serde_json::{Value, json};
 
@@ -31,10 +31,15 @@ impl Handler for Offloaded {
     type Message = RawJson;
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let work = self.work;
-        self.workers = Some(Workers::new(&ctx.handle(), self.threads, self.queue, move |m| {
-            std::thread::sleep(work);
-            m
-        }));
+        self.workers = Some(Workers::new(
+            &ctx.handle(),
+            self.threads,
+            self.queue,
+            move |m| {
+                std::thread::sleep(work);
+                m
+            },
+        ));
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
         let w = self.workers.as_mut().expect("started");
@@ -92,16 +97,25 @@ fn slow_workers_bound_the_queue_lose_nothing_and_keep_the_reactor_responsive() {
             assert_eq!(light.recv(), json!({"ping": i}));
             worst = worst.max(t.elapsed());
         }
-        assert!(worst < Duration::from_millis(250), "light client waited {worst:?}");
+        assert!(
+            worst < Duration::from_millis(250),
+            "light client waited {worst:?}"
+        );
 
         // Every flood message comes back exactly once, in order.
         for i in 0..FLOOD {
             assert_eq!(flood.recv(), json!({"n": i}), "reply {i}");
         }
         let f = *figures.lock().unwrap();
-        assert_eq!(f.peak_in_flight, QUEUE, "the pool filled up to its bound, and no further");
+        assert_eq!(
+            f.peak_in_flight, QUEUE,
+            "the pool filled up to its bound, and no further"
+        );
         assert!(f.pauses > 0, "the flood never had to wait: {f:?}");
-        assert!(f.parked <= 2, "one parked job per connection at most: {f:?}");
+        assert!(
+            f.parked <= 2,
+            "one parked job per connection at most: {f:?}"
+        );
         assert_eq!(f.submitted, u64::from(FLOOD) + 10);
         assert_eq!(f.completed, f.submitted);
     });
@@ -163,7 +177,10 @@ fn at_the_pending_cap_a_request_fails_at_once_and_the_rest_time_out() {
             .call(json!({"one": "more"}), Duration::from_secs(5))
             .unwrap_err();
         assert_eq!(err, RequestError::Overloaded { pending: 8, cap: 8 });
-        assert!(t.elapsed() < Duration::from_millis(100), "refused at once, not queued");
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "refused at once, not queued"
+        );
         for rx in waiting {
             let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
             assert_eq!(r.unwrap_err(), RequestError::TimedOut);
@@ -187,7 +204,11 @@ fn the_client_reconnects_and_sends_what_never_reached_the_wire() {
         let client = RequestClient::connect(addr, quick_config(64)).unwrap();
         // Requests made while there is no server wait in the client, unsent.
         let early: Vec<_> = (0..5)
-            .map(|i| client.submit(json!({"early": i}), Duration::from_secs(20)).unwrap())
+            .map(|i| {
+                client
+                    .submit(json!({"early": i}), Duration::from_secs(20))
+                    .unwrap()
+            })
             .collect();
         std::thread::sleep(Duration::from_millis(100)); // a few failed connects, backing off
         let group = ReactorGroup::start(1, Config::default(), addr, |_| Echo::default()).unwrap();
@@ -220,7 +241,9 @@ fn a_request_the_server_took_fails_with_connection_lost_when_the_server_dies() {
         let server = Server::start(Config::default(), Sink::default());
         let addr = server.addr;
         let client = RequestClient::connect(addr, quick_config(16)).unwrap();
-        let rx = client.submit(json!({"x": 1}), Duration::from_secs(20)).unwrap();
+        let rx = client
+            .submit(json!({"x": 1}), Duration::from_secs(20))
+            .unwrap();
         // Let it reach the server, then stop the server without an answer.
         server.wait_for(Duration::from_secs(10), "request received", |ctx| {
             (ctx.figures().frames_in == 1).then_some(())
@@ -299,10 +322,11 @@ fn a_handler_can_make_requests_of_its_own() {
 fn a_group_splits_connections_evenly_and_serves_them_all() {
     common::raise_fd_limit();
     bounded(Duration::from_secs(60), || {
-        let group = ReactorGroup::start(2, Config::default(), "127.0.0.1:0".parse().unwrap(), |_| {
-            Echo::default()
-        })
-        .unwrap();
+        let group =
+            ReactorGroup::start(2, Config::default(), "127.0.0.1:0".parse().unwrap(), |_| {
+                Echo::default()
+            })
+            .unwrap();
         let mut peers: Vec<Peer> = (0..64).map(|_| Peer::connect(group.local_addr())).collect();
         for (i, p) in peers.iter_mut().enumerate() {
             p.send(&json!(i));

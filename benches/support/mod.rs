@@ -191,7 +191,10 @@ fn highwater_server(mode: Mode, clocks: CpuClocks) -> (SocketAddr, Handle) {
 
 /// highwater's echo or sink server as a group of `reactors` reactors (one accepts and hands
 /// connections out round-robin); the CPU clocks of every reactor thread are counted.
-pub fn start_group_server(reactors: usize, mode: Mode) -> (Server, highwater::ReactorGroup<HwServer>) {
+pub fn start_group_server(
+    reactors: usize,
+    mode: Mode,
+) -> (Server, highwater::ReactorGroup<HwServer>) {
     let clocks = CpuClocks::default();
     let config = Config {
         idle_timeout: None,

@@ -2,6 +2,7 @@
 //! top to bottom in the order the pressure travels: the producer's side, the consumer's side,
 //! and who was running.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::Sample;
@@ -29,6 +30,47 @@ fn legend(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
+type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One panel: a caption, time on x, `0..top` on y.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    tmax: f64,
+    top: f64,
+) -> Result<Panel<'a, 'b>> {
+    Ok(ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..top)?)
+}
+
+/// A step series with its legend entry.
+fn series<'a, 'b: 'a>(
+    chart: &mut Panel<'a, 'b>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    label: &str,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+        .label(label)
+        .legend(legend(color));
+    Ok(())
+}
+
+fn legend_box<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// Writes the plot to `path`.
 pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Result<()> {
     if let Some(dir) = std::path::Path::new(path).parent() {
@@ -53,15 +95,12 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
         .map(|s| kib(s.queue).max(unknown(s.unsent)))
         .fold(kib(high), f64::max)
         * 1.5; // headroom for the legend
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption(
-            "producer: write queue and kernel send buffer",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..tmax, 0.0..top)?;
+    let mut chart = panel(
+        &panels[0],
+        "producer: write queue and kernel send buffer",
+        tmax,
+        top,
+    )?;
     chart
         .configure_mesh()
         .y_desc("KiB")
@@ -77,26 +116,19 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
             .label(label)
             .legend(legend(color));
     }
-    chart
-        .draw_series(LineSeries::new(
-            steps(samples, |s| kib(s.queue)),
-            blue.stroke_width(2),
-        ))?
-        .label("write queue (application)")
-        .legend(legend(blue));
-    chart
-        .draw_series(LineSeries::new(
-            steps(samples, |s| unknown(s.unsent)),
-            orange.stroke_width(2),
-        ))?
-        .label("unsent (kernel send buffer)")
-        .legend(legend(orange));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    series(
+        &mut chart,
+        steps(samples, |s| kib(s.queue)),
+        blue,
+        "write queue (application)",
+    )?;
+    series(
+        &mut chart,
+        steps(samples, |s| unknown(s.unsent)),
+        orange,
+        "unsent (kernel send buffer)",
+    )?;
+    legend_box(&mut chart)?;
 
     // 2. The consumer: what waits unread in its kernel buffer, and the window it advertises.
     let top = samples
@@ -104,48 +136,33 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
         .map(|s| unknown(s.unread).max(unknown(s.window)))
         .fold(1.0, f64::max)
         * 1.5;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption(
-            "consumer: kernel receive buffer and advertised window",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..tmax, 0.0..top)?;
+    let mut chart = panel(
+        &panels[1],
+        "consumer: kernel receive buffer and advertised window",
+        tmax,
+        top,
+    )?;
     chart
         .configure_mesh()
         .y_desc("KiB")
         .x_desc("t (s)")
         .draw()?;
-    chart
-        .draw_series(LineSeries::new(
-            steps(samples, |s| unknown(s.unread)),
-            red.stroke_width(2),
-        ))?
-        .label("unread (kernel receive buffer)")
-        .legend(legend(red));
-    chart
-        .draw_series(LineSeries::new(
-            steps(samples, |s| unknown(s.window)),
-            green.stroke_width(2),
-        ))?
-        .label("advertised window")
-        .legend(legend(green));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    series(
+        &mut chart,
+        steps(samples, |s| unknown(s.unread)),
+        red,
+        "unread (kernel receive buffer)",
+    )?;
+    series(
+        &mut chart,
+        steps(samples, |s| unknown(s.window)),
+        green,
+        "advertised window",
+    )?;
+    legend_box(&mut chart)?;
 
     // 3. Who was running: each state as a band that is high when "on".
-    let mut chart = ChartBuilder::on(&panels[2])
-        .caption("states (high = on)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..tmax, 0.0..4.0)?;
+    let mut chart = panel(&panels[2], "states (high = on)", tmax, 4.0)?;
     chart
         .configure_mesh()
         .x_desc("t (s)")
@@ -155,33 +172,25 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     let band = |base: f64, on: fn(&Sample) -> bool| {
         steps(samples, move |s| base + if on(s) { 0.8 } else { 0.0 })
     };
-    chart
-        .draw_series(LineSeries::new(
-            band(2.1, |s| s.generating),
-            blue.stroke_width(2),
-        ))?
-        .label("producer generating")
-        .legend(legend(blue));
-    chart
-        .draw_series(LineSeries::new(
-            band(1.1, |s| s.writable_interest),
-            orange.stroke_width(2),
-        ))?
-        .label("producer WRITABLE interest")
-        .legend(legend(orange));
-    chart
-        .draw_series(LineSeries::new(
-            band(0.1, |s| s.reading),
-            red.stroke_width(2),
-        ))?
-        .label("consumer reading")
-        .legend(legend(red));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    series(
+        &mut chart,
+        band(2.1, |s| s.generating),
+        blue,
+        "producer generating",
+    )?;
+    series(
+        &mut chart,
+        band(1.1, |s| s.writable_interest),
+        orange,
+        "producer WRITABLE interest",
+    )?;
+    series(
+        &mut chart,
+        band(0.1, |s| s.reading),
+        red,
+        "consumer reading",
+    )?;
+    legend_box(&mut chart)?;
     root.present()?;
     Ok(())
 }
