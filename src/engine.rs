@@ -245,6 +245,13 @@ impl Engine {
         self.handle.clone()
     }
 
+    /// Starts this reactor's generations at `index << 28`, so that in a group no two reactors
+    /// hand out the same `ConnId` (until 2^28 connections wrap), and an id used on the wrong
+    /// reactor's handle is refused as stale instead of reaching a stranger.
+    pub(crate) fn set_generation_base(&mut self, index: usize) {
+        self.generation = (index as u32) << 28;
+    }
+
     pub(crate) fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation

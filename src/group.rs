@@ -11,6 +11,10 @@
 //! is that one thread accepts for everyone: fine up to tens of thousands of connections a
 //! second, which is where a per-core `SO_REUSEPORT` listener would take over.
 //!
+//! A [`crate::ConnId`] belongs to the reactor that reported it: send to it through that
+//! reactor's [`crate::Context`] or handle (`ctx.handle()`). Each reactor numbers its
+//! connections in its own range, so an id given to the wrong reactor is refused as stale.
+//!
 //! `max_connections` holds for the group: an atomic counter shared by the reactors is updated
 //! when a connection opens or closes (never per message). Other limits (`queue_budget`) apply
 //! per reactor.
@@ -86,8 +90,9 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             .collect::<io::Result<Vec<_>>>()?;
         let handles: Vec<Handle> = all.iter().map(Reactor::handle).collect();
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for r in &mut all {
+        for (i, r) in all.iter_mut().enumerate() {
             r.count_open_in(open.clone());
+            r.set_generation_base(i);
         }
         let first = &mut all[0];
         let addr = first.listen(addr)?;

@@ -114,6 +114,11 @@ impl<H: Handler> Reactor<H> {
         self.engine.peers = peers;
     }
 
+    /// Gives this reactor its own range of connection generations (see `ReactorGroup`).
+    pub(crate) fn set_generation_base(&mut self, index: usize) {
+        self.engine.set_generation_base(index);
+    }
+
     /// Counts open connections in `counter`, shared by every reactor of a group, so that
     /// `max_connections` is a limit for the whole group.
     pub(crate) fn count_open_in(

@@ -367,3 +367,42 @@ fn max_connections_holds_for_the_whole_group() {
         group.join().unwrap();
     });
 }
+
+#[test]
+fn a_conn_id_sent_to_the_wrong_reactor_is_refused() {
+    bounded(Duration::from_secs(30), || {
+        let group =
+            ReactorGroup::start(2, Config::default(), "127.0.0.1:0".parse().unwrap(), |_| {
+                Echo::default()
+            })
+            .unwrap();
+        let mut a = Peer::connect(group.local_addr()); // reactor 0
+        let mut b = Peer::connect(group.local_addr()); // reactor 1
+        a.send(&json!("a"));
+        assert_eq!(a.recv(), json!("a"));
+        b.send(&json!("b"));
+        assert_eq!(b.recv(), json!("b"));
+        // Reactor 1's connection, as reactor 1 names it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        group.handles()[1]
+            .run(move |ctx| {
+                let _ = tx.send(ctx.figures().open_connections);
+            })
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), 1);
+        // Every id reactor 0 could ever have issued is unknown to reactor 1, and the other
+        // way round: the generation ranges differ.
+        let (tx, rx) = std::sync::mpsc::channel();
+        group.handles()[0]
+            .run(move |ctx| {
+                // Slot 1 (after the listener in slot 0) with reactor 1's first generation.
+                let foreign = ConnId::from_u64((((1u64 << 28) + 1) << 32) | 1);
+                let _ = tx.send(ctx.send(foreign, &json!("stranger")).is_err());
+            })
+            .unwrap();
+        assert!(rx.recv().unwrap(), "a foreign id is refused");
+        group.shutdown(Duration::from_secs(1));
+        drop((a, b));
+        group.join().unwrap();
+    });
+}
