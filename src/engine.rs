@@ -11,8 +11,8 @@
 //!   the turn's events are being handled, so a stale event can never reach a new tenant.
 //!   Every list that outlives a step (ready, dirty) holds [`ConnId`]s, checked by generation.
 //! - Every connection whose queue, pause state or life state changed this turn is in the
-//!   dirty list; before the reactor sleeps, [`Engine::flush_dirty`] writes what it can and
-//!   re-syncs poller interest for each of them, in one place ([`Engine::sync_interest`]).
+//!   dirty list; before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) writes what it
+//!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`).
 //! - `queued` is the sum of every connection's queue length.
 
 use std::collections::VecDeque;
@@ -119,7 +119,7 @@ pub(crate) struct Engine {
     /// Connections that still have input to handle but ran out of budget this turn.
     pub(crate) ready: VecDeque<ConnId>,
     /// Connections to flush and re-sync before sleeping.
-    dirty: Vec<ConnId>,
+    pub(crate) dirty: Vec<ConnId>,
     /// Slots to free at the end of the turn.
     pub(crate) dead: Vec<usize>,
     pub(crate) notices: VecDeque<Notice>,
@@ -177,7 +177,7 @@ fn count_open(open: &mut usize, group: Option<&AtomicUsize>, opened: bool) {
     }
 }
 
-fn mark_dirty(dirty: &mut Vec<ConnId>, conn: &mut Connection) {
+pub(crate) fn mark_dirty(dirty: &mut Vec<ConnId>, conn: &mut Connection) {
     if !conn.in_dirty {
         conn.in_dirty = true;
         dirty.push(conn.id);
@@ -356,7 +356,7 @@ impl Engine {
     /// The process-wide budget: past it, nobody reads, so no request can add a reply until
     /// the queues drain to three quarters of the budget. O(connections) at each crossing,
     /// which the hysteresis makes rare.
-    fn set_budget_pause(&mut self, on: bool) {
+    pub(crate) fn set_budget_pause(&mut self, on: bool) {
         self.budget_paused = on;
         let now = self.now;
         if on {
@@ -383,7 +383,7 @@ impl Engine {
     }
 
     /// Whether the budget pause can be lifted: the total fell to three quarters of it.
-    fn budget_recovered(&self) -> bool {
+    pub(crate) fn budget_recovered(&self) -> bool {
         self.budget_paused
             && self
                 .config
@@ -473,7 +473,7 @@ impl Engine {
     }
 
     /// Called when a graceful close has delivered everything.
-    fn finish_close(&mut self, id: ConnId) {
+    pub(crate) fn finish_close(&mut self, id: ConnId) {
         let now = self.now;
         let linger = self.config.linger;
         let Some(conn) = conn_mut(&mut self.slots, id) else {
@@ -590,125 +590,6 @@ impl Engine {
             }
         }
         self.defer(id);
-    }
-
-    // ----- output side: flush and interest, once per turn ----------------------------------
-
-    /// Writes what each dirty connection's kernel buffer will take and re-syncs its poller
-    /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
-    /// handling one batch of events goes out in as few `writev` calls as possible.
-    pub(crate) fn flush_dirty(&mut self) {
-        loop {
-            while let Some(id) = self.dirty.pop() {
-                let Some(conn) = conn_mut(&mut self.slots, id) else {
-                    continue;
-                };
-                conn.in_dirty = false;
-                self.flush(id);
-                self.sync_interest(id);
-            }
-            if !self.budget_recovered() {
-                return;
-            }
-            self.set_budget_pause(false); // marks every connection dirty: once more
-        }
-    }
-
-    /// Writes until the queue is empty or the kernel's send buffer is full (`WouldBlock`:
-    /// the next link of the chain is pushing back). Then applies the low-water mark.
-    fn flush(&mut self, id: ConnId) {
-        let now = self.now;
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return;
-        };
-        if !matches!(conn.state(), State::Open | State::Flushing) {
-            return;
-        }
-        let before = conn.queue.len();
-        let mut failure = None;
-        while conn.writable && !conn.queue.is_empty() {
-            self.counters.writev_calls += 1;
-            match conn.queue.write_to(&mut conn.stream) {
-                Ok((0, _)) => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                // A short write means the send buffer filled up. On Linux the kernel has
-                // already flagged the socket to wake us when space frees (SOCK_NOSPACE), so
-                // skip the write that would only return `WouldBlock`.
-                Ok((written, offered)) if written < offered && cfg!(target_os = "linux") => {
-                    conn.writable = false;
-                }
-                Ok(_) => {}
-                // Edge-triggered: remember that the socket is full; the next WRITABLE event
-                // (we stay registered for it while the queue is non-empty) sets this again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        self.queued -= before - conn.queue.len();
-        if let Some(e) = failure {
-            log::debug!("{id}: write failed: {e}");
-            return self.teardown(id, CloseReason::Io(e));
-        }
-        if conn.queue.take_drain() {
-            // Fallen to the low-water mark after a crossing: the producer may resume, and so
-            // may reading if the queue was what paused it.
-            conn.stall_since = (!conn.queue.is_empty()).then_some(now);
-            if conn.resume(PauseReason::WriteQueue, now) && conn.has_pending_input() {
-                mark_ready(&mut self.ready, conn);
-            }
-            self.notices.push_back(Notice::Drain(id));
-        }
-        if conn.queue.is_empty() {
-            conn.stall_since = None;
-            if conn.shutdown_write_when_flushed && !conn.write_shut {
-                conn.write_shut = true;
-                if let Err(e) = conn.stream.shutdown(std::net::Shutdown::Write) {
-                    log::debug!("{id}: shutdown(Write) failed: {e}");
-                }
-            }
-            if conn.state() == State::Flushing {
-                self.finish_close(id);
-            }
-        }
-    }
-
-    /// Makes the poller's registration match [`Connection::interest`]. The only place that
-    /// calls `register`, `reregister` or `deregister` for a connection.
-    pub(crate) fn sync_interest(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return;
-        };
-        let want = conn.interest();
-        if want == conn.registered {
-            return;
-        }
-        let registry = self.poll.registry();
-        let token = Token(id.index());
-        let result = match (conn.registered, want) {
-            (None, Some(i)) => registry.register(&mut conn.stream, token, i),
-            (Some(_), Some(i)) => registry.reregister(&mut conn.stream, token, i),
-            // Nothing to read and nothing to write: not even a hang-up can change what we
-            // would do, so stop watching. A paused connection's peer reset is noticed on resume.
-            (Some(_), None) => registry.deregister(&mut conn.stream),
-            (None, None) => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                log::trace!("{id}: interest {:?} -> {want:?}", conn.registered);
-                conn.registered = want;
-            }
-            Err(e) => {
-                log::warn!("{id}: poller registration failed: {e}");
-                conn.registered = None;
-                self.teardown(id, CloseReason::Io(e));
-            }
-        }
     }
 
     // ----- figures ---------------------------------------------------------------------

@@ -29,7 +29,7 @@
 //!
 //! ## 3. The kernel's send buffer: `Engine::flush`
 //!
-//! Before the reactor sleeps, `Engine::flush_dirty` calls `Engine::flush` for every
+//! Before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) calls `Engine::flush` for every
 //! connection touched this turn: [`WriteQueue::write_to`] hands as many queued frames as fit
 //! to one `writev`. When the kernel's send buffer is full the write returns `WouldBlock`;
 //! the bytes stay queued and `Connection::interest` (`conn.rs`) keeps WRITABLE registered.
@@ -46,7 +46,7 @@
 //!
 //! A slow consumer calls [`Context::pause_reading`]; `Engine::pause` adds
 //! [`PauseReason::Application`], and `Connection::interest` drops READABLE, which
-//! `Engine::sync_interest` tells the poller. Paused means *not asking*, not ignoring: no
+//! `Engine::sync_interest` (`flush.rs`) tells the poller. Paused means *not asking*, not ignoring: no
 //! event loop spins, and the unread bytes stay in the kernel, which is what closes the window.
 //! [`Config::queue_budget`] does the same to every connection at once
 //! ([`PauseReason::Budget`]) when all queues together reach the budget.
@@ -110,6 +110,7 @@ mod config;
 mod conn;
 mod context;
 mod engine;
+mod flush;
 pub mod frame;
 mod group;
 mod handle;

@@ -1,0 +1,138 @@
+//! The producer's side of the chain, once per reactor turn: write what the kernel will take,
+//! apply the low-water mark, and make each connection's poller registration match what it
+//! now needs.
+//!
+//! Writes are deferred to here, the end of the turn, on purpose: every reply produced while
+//! handling one batch of events is in the queue by then, so a burst of them leaves in one
+//! `writev` instead of one syscall each.
+//!
+//! Invariant: after [`Engine::flush_dirty`], every connection's registered interest equals
+//! `Connection::interest()`, and no connection with bytes the kernel would accept is left
+//! waiting for an event.
+
+use std::io;
+
+use mio::Token;
+
+use crate::conn::{ConnId, PauseReason, State};
+use crate::engine::{Engine, Notice, conn_mut, mark_ready};
+use crate::handler::CloseReason;
+
+impl Engine {
+    /// Writes what each dirty connection's kernel buffer will take and re-syncs its poller
+    /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
+    /// handling one batch of events goes out in as few `writev` calls as possible.
+    pub(crate) fn flush_dirty(&mut self) {
+        loop {
+            while let Some(id) = self.dirty.pop() {
+                let Some(conn) = conn_mut(&mut self.slots, id) else {
+                    continue;
+                };
+                conn.in_dirty = false;
+                self.flush(id);
+                self.sync_interest(id);
+            }
+            if !self.budget_recovered() {
+                return;
+            }
+            self.set_budget_pause(false); // marks every connection dirty: once more
+        }
+    }
+
+    /// Writes until the queue is empty or the kernel's send buffer is full (`WouldBlock`:
+    /// the next link of the chain is pushing back). Then applies the low-water mark.
+    fn flush(&mut self, id: ConnId) {
+        let now = self.now;
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        if !matches!(conn.state(), State::Open | State::Flushing) {
+            return;
+        }
+        let before = conn.queue.len();
+        let mut failure = None;
+        while conn.writable && !conn.queue.is_empty() {
+            self.counters.writev_calls += 1;
+            match conn.queue.write_to(&mut conn.stream) {
+                Ok((0, _)) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                // A short write means the send buffer filled up. On Linux the kernel has
+                // already flagged the socket to wake us when space frees (SOCK_NOSPACE), so
+                // skip the write that would only return `WouldBlock`.
+                Ok((written, offered)) if written < offered && cfg!(target_os = "linux") => {
+                    conn.writable = false;
+                }
+                Ok(_) => {}
+                // Edge-triggered: remember that the socket is full; the next WRITABLE event
+                // (we stay registered for it while the queue is non-empty) sets this again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.queued -= before - conn.queue.len();
+        if let Some(e) = failure {
+            log::debug!("{id}: write failed: {e}");
+            return self.teardown(id, CloseReason::Io(e));
+        }
+        if conn.queue.take_drain() {
+            // Fallen to the low-water mark after a crossing: the producer may resume, and so
+            // may reading if the queue was what paused it.
+            conn.stall_since = (!conn.queue.is_empty()).then_some(now);
+            if conn.resume(PauseReason::WriteQueue, now) && conn.has_pending_input() {
+                mark_ready(&mut self.ready, conn);
+            }
+            self.notices.push_back(Notice::Drain(id));
+        }
+        if conn.queue.is_empty() {
+            conn.stall_since = None;
+            if conn.shutdown_write_when_flushed && !conn.write_shut {
+                conn.write_shut = true;
+                if let Err(e) = conn.stream.shutdown(std::net::Shutdown::Write) {
+                    log::debug!("{id}: shutdown(Write) failed: {e}");
+                }
+            }
+            if conn.state() == State::Flushing {
+                self.finish_close(id);
+            }
+        }
+    }
+
+    /// Makes the poller's registration match [`Connection::interest`]. The only place that
+    /// calls `register`, `reregister` or `deregister` for a connection.
+    pub(crate) fn sync_interest(&mut self, id: ConnId) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        let want = conn.interest();
+        if want == conn.registered {
+            return;
+        }
+        let registry = self.poll.registry();
+        let token = Token(id.index());
+        let result = match (conn.registered, want) {
+            (None, Some(i)) => registry.register(&mut conn.stream, token, i),
+            (Some(_), Some(i)) => registry.reregister(&mut conn.stream, token, i),
+            // Nothing to read and nothing to write: not even a hang-up can change what we
+            // would do, so stop watching. A paused connection's peer reset is noticed on resume.
+            (Some(_), None) => registry.deregister(&mut conn.stream),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                log::trace!("{id}: interest {:?} -> {want:?}", conn.registered);
+                conn.registered = want;
+            }
+            Err(e) => {
+                log::warn!("{id}: poller registration failed: {e}");
+                conn.registered = None;
+                self.teardown(id, CloseReason::Io(e));
+            }
+        }
+    }
+}
