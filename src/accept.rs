@@ -195,6 +195,10 @@ impl Engine {
         self.count_open(true);
         self.opened(id);
         log::debug!("{id}: accepted from {peer}");
+        if matches!(self.run, crate::engine::RunState::ShuttingDown { .. }) {
+            // Handed over while shutting down: serve what it sent, then close.
+            self.finish_reading(id);
+        }
     }
 
     /// `TCP_NODELAY` and buffer sizes from the config. Failures are logged, not fatal: the

@@ -295,8 +295,12 @@ impl<H: Handler> Reactor<H> {
                 // raises a new event, so there is no need to spend a syscall on the
                 // `WouldBlock` that would come next (tokio and Netty make the same call).
                 // Not after a FIN or error event, though: nothing will announce those again.
+                // And not when finishing for a shutdown: no later event will bring us back,
+                // so only `WouldBlock` proves there is nothing left.
                 ReadOutcome::Data { drained: true }
-                    if cfg!(target_os = "linux") && !conn.final_event_seen =>
+                    if cfg!(target_os = "linux")
+                        && !conn.final_event_seen
+                        && !conn.finish_reading =>
                 {
                     conn.readable = false;
                 }

@@ -4,6 +4,8 @@
 //! 1. stop accepting (listeners are closed, so new connects are refused by the kernel);
 //! 2. every connection finishes reading what its peer already sent (the frames in its read
 //!    buffer and what the kernel holds, until `WouldBlock`), handing it to the application;
+//!    that includes connections still waiting in the listen backlog, which are accepted
+//!    first;
 //! 3. then it closes gracefully: everything queued is delivered, FIN, linger;
 //! 4. `run()` returns when no connection is left, or when the grace period ends, whichever
 //!    comes first; connections still open then are dropped and reported as
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use mio::Interest;
 
-use crate::conn::State;
+use crate::conn::{ConnId, State};
 use crate::engine::{Engine, RunState, SIGNALS, Slot, conn_mut, mark_ready};
 use crate::handler::CloseReason;
 
@@ -27,6 +29,18 @@ impl Engine {
     pub(crate) fn begin_shutdown(&mut self, grace: Duration) {
         if self.run != RunState::Running {
             return;
+        }
+        // Connections the kernel has already completed are waiting in the listen backlog;
+        // their peers may have sent requests. Take them in before closing the door, or
+        // closing the listener would reset them. (In a group they are handed out before the
+        // shutdown reaches the other reactors: same channel, in order.)
+        let listeners: Vec<usize> = self
+            .slots
+            .iter()
+            .filter_map(|(key, slot)| matches!(slot, Slot::Listener(l) if !l.closed).then_some(key))
+            .collect();
+        for key in listeners {
+            self.accept(key);
         }
         log::info!(
             "shutting down: {} connections finishing (grace {grace:?})",
@@ -60,12 +74,22 @@ impl Engine {
                 self.teardown(id, CloseReason::Shutdown);
                 continue;
             }
-            conn.finish_reading = true;
-            if conn.paused().is_empty() {
-                // Read what is there, then close (see `Reactor::read`). A paused connection
-                // does this when it resumes, or is dropped at the deadline.
-                mark_ready(&mut self.ready, conn);
-            }
+            self.finish_reading(id);
+        }
+    }
+
+    /// Marks a connection to read what its peer already sent, then close (see
+    /// `Reactor::read`). It is read at least once, whatever its readiness memory says: bytes
+    /// may have arrived whose event this reactor has not handled yet. A paused connection does
+    /// this when it resumes, or is dropped at the deadline.
+    pub(crate) fn finish_reading(&mut self, id: ConnId) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        conn.finish_reading = true;
+        conn.readable = true;
+        if conn.paused().is_empty() {
+            mark_ready(&mut self.ready, conn);
         }
     }
 

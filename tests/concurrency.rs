@@ -210,7 +210,6 @@ fn the_client_reconnects_and_sends_what_never_reached_the_wire() {
                     .unwrap()
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(100)); // a few failed connects, backing off
         let group = ReactorGroup::start(1, Config::default(), addr, |_| Echo::default()).unwrap();
         for (i, rx) in early.into_iter().enumerate() {
             let reply = rx.recv_timeout(Duration::from_secs(20)).unwrap().unwrap();

@@ -308,6 +308,7 @@ fn accept_backs_off_when_descriptors_run_out_and_recovers() {
             example("server").display(),
             stderr_path.display()
         );
+        let launched = Instant::now();
         let mut child = Command::new("sh")
             .args(["-c", &script])
             .stdout(Stdio::piped())

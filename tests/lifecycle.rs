@@ -445,3 +445,27 @@ fn notify_reaches_the_handler_in_order() {
         assert_eq!(t.join().unwrap().rung, vec![3, 2, 1, 0]);
     });
 }
+
+#[test]
+fn shutdown_answers_connections_still_waiting_in_the_backlog() {
+    bounded(Duration::from_secs(30), || {
+        // The reactor exists but does not run yet: the client's connection completes in the
+        // kernel's backlog and its requests wait in the kernel, unseen by the reactor.
+        let mut reactor = Reactor::new(Config::default(), Echo::default()).unwrap();
+        let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        // The shutdown request is ready before the connection is, so the reactor handles it
+        // first: the connection must be taken from the backlog, not reset with the listener.
+        reactor.handle().shutdown(Duration::from_secs(5)).unwrap();
+        let mut peer = Peer::connect(addr);
+        for i in 0..100 {
+            peer.send(&json!(i));
+        }
+        let t = std::thread::spawn(move || reactor.run());
+        for i in 0..100 {
+            assert_eq!(peer.recv(), json!(i), "reply {i}");
+        }
+        peer.expect_closed();
+        drop(peer);
+        t.join().unwrap().unwrap();
+    });
+}
