@@ -346,9 +346,12 @@ fn accept_backs_off_when_descriptors_run_out_and_recovers() {
         let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let warnings = log.lines().filter(|l| l.contains("accept failed")).count();
         assert!(warnings >= 1, "the failure was logged:\n{log}");
+        // At most one line a second, whatever the number of failed accepts.
+        let allowed = launched.elapsed().as_secs() as usize + 1;
         assert!(
-            warnings <= 3,
-            "{warnings} warnings in about a second:\n{log}"
+            warnings <= allowed,
+            "{warnings} warnings in {:?}:\n{log}",
+            launched.elapsed()
         );
 
         // Free descriptors: the waiting connections are accepted and served, by themselves.
