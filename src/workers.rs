@@ -77,32 +77,41 @@ pub struct WorkerFigures {
 /// A pool of worker threads behind a bounded queue. See the module docs.
 ///
 /// ```no_run
-/// use highwater::{Config, ConnId, Context, Handler, RawJson, Reactor, Workers};
+/// use highwater::{Config, ConnId, Context, Handler, RawJson, Reactor, WORKERS_DOORBELL, Workers};
 ///
+/// #[derive(Default)]
 /// struct Offload {
-///     workers: Workers<RawJson, RawJson>,
+///     // Built in on_start, where the reactor's handle is at hand.
+///     workers: Option<Workers<RawJson, RawJson>>,
 /// }
 ///
 /// impl Handler for Offload {
 ///     type Message = RawJson;
+///     fn on_start(&mut self, ctx: &mut Context<'_>) {
+///         self.workers = Some(Workers::new(&ctx.handle(), 4, 8, |msg: RawJson| {
+///             // slow work here, on a worker thread
+///             msg
+///         }));
+///     }
 ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
-///         self.workers.submit(ctx, conn, msg); // never blocks, never drops
+///         if let Some(w) = self.workers.as_mut() {
+///             w.submit(ctx, conn, msg); // never blocks, never drops
+///         }
 ///     }
 ///     fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
-///         if value == highwater::WORKERS_DOORBELL {
-///             for (conn, reply) in self.workers.completed(ctx) {
-///                 let _ = ctx.send_payload(conn, reply.into_bytes());
-///             }
+///         if value != WORKERS_DOORBELL {
+///             return;
+///         }
+///         let Some(w) = self.workers.as_mut() else { return };
+///         for (conn, reply) in w.completed(ctx) {
+///             let _ = ctx.send_payload(conn, reply.into_bytes());
 ///         }
 ///     }
 /// }
 ///
-/// let mut reactor = Reactor::new(Config::default(), Offload { workers: Workers::placeholder() })?;
-/// let workers = Workers::new(&reactor.handle(), 4, 8, |msg: RawJson| {
-///     // slow work here, on a worker thread
-///     msg
-/// });
-/// reactor.handler_mut().workers = workers;
+/// let mut reactor = Reactor::new(Config::default(), Offload::default())?;
+/// reactor.listen("127.0.0.1:7878".parse().unwrap())?;
+/// reactor.run()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Workers<J: Send + 'static, O: Send + 'static> {
@@ -165,27 +174,6 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
         }
     }
 
-    /// A pool with no threads, to stand in a handler's field until the real pool (which needs
-    /// the reactor's handle) is built. Submitting to it panics.
-    pub fn placeholder() -> Workers<J, O> {
-        Workers {
-            queue: None,
-            shared: Arc::new(Shared {
-                results: Mutex::new(Vec::new()),
-                rung: AtomicBool::new(false),
-                working: AtomicUsize::new(0),
-            }),
-            threads: Vec::new(),
-            capacity: 0,
-            in_flight: 0,
-            parked: VecDeque::new(),
-            next_seq: HashMap::new(),
-            next_out: HashMap::new(),
-            reorder: HashMap::new(),
-            figures: WorkerFigures::default(),
-        }
-    }
-
     /// Hands `job` from connection `conn` to the workers. Never blocks and never drops: if the
     /// queue is full, the job is parked and `conn` stops reading until there is room.
     pub fn submit(&mut self, ctx: &mut Context<'_>, conn: ConnId, job: J) {
@@ -211,10 +199,10 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
         if self.in_flight >= self.capacity {
             return Some(ticket);
         }
-        let queue = self
-            .queue
-            .as_ref()
-            .expect("Workers::placeholder used; build with Workers::new");
+        // `queue` is only taken in `drop`.
+        let Some(queue) = self.queue.as_ref() else {
+            return Some(ticket);
+        };
         // The channel holds `capacity` too, and fewer than `capacity` jobs are in flight, so
         // this cannot find it full; a disconnected channel means the workers are gone.
         match queue.try_send(ticket) {
