@@ -15,7 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use crate::conn::{ConnId, Connection, State};
-use crate::engine::{Engine, Listener, Notice, Slot, conn_mut};
+use crate::engine::{Engine, Listener, Notice, Slot, conn_mut, mark_dirty};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
 use crate::reply::ErrorReply;
@@ -245,10 +245,7 @@ impl Engine {
         if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id))
         {
             conn.last_frame_at = now;
-            if !conn.idle_armed {
-                conn.idle_armed = true;
-                self.timers.push(now + idle, Due::Idle(id));
-            }
+            self.timers.push(now + idle, Due::Idle(id));
         }
         self.notices.push_back(Notice::Open(id));
     }
@@ -259,7 +256,7 @@ impl Engine {
         self.counters.rejected_busy += 1;
         log::info!(
             "{peer}: turned away, {} connections open (limit {})",
-            self.open,
+            self.open_connections(),
             self.config.max_connections
         );
         let mut reply = BytesMut::new();
@@ -348,26 +345,18 @@ impl Engine {
     /// error or hang-up is recorded as "readable and writable", so the next read or write
     /// meets the error (or the end of stream) and the connection closes instead of spinning.
     pub(crate) fn conn_event(&mut self, key: usize, event: &Event) -> Option<ConnId> {
-        let Some(Slot::Conn(conn)) = self.slots.get_mut(key) else {
+        let Some(Slot::Conn(conn)) = self.slots.get(key) else {
             return None; // spurious: a slot freed in an earlier turn
         };
         let id = conn.id;
         let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-        match conn.state() {
-            State::Closed => return None, // closed earlier in this batch
-            State::Connecting => {
-                if event.is_writable() || broken {
-                    self.finish_connect(id);
-                }
-                let conn = conn_mut(&mut self.slots, id)?;
-                if conn.state() == State::Open && (event.is_readable() || broken) {
-                    conn.readable = true;
-                    conn.final_event_seen |= event.is_read_closed() || event.is_error();
-                    return Some(id);
-                }
-                return None;
-            }
-            _ => {}
+        if conn.state() == State::Connecting && (event.is_writable() || broken) {
+            self.finish_connect(id);
+        }
+        // Gone if it closed earlier in this batch, or its connect just failed.
+        let conn = conn_mut(&mut self.slots, id)?;
+        if conn.state() == State::Connecting {
+            return None; // still in progress
         }
         if event.is_readable() || broken {
             conn.readable = true;
@@ -378,10 +367,9 @@ impl Engine {
         if event.is_writable() || broken {
             conn.writable = true;
             if !conn.queue.is_empty() {
-                self.touch(id);
+                mark_dirty(&mut self.dirty, conn);
             }
         }
-        let conn = conn_mut(&mut self.slots, id)?;
         if conn.state() == State::Lingering {
             self.linger_read(id);
             return None;

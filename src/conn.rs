@@ -220,9 +220,9 @@ pub(crate) struct Connection {
     /// re-sync interest before sleeping). Flags keep each list free of duplicates.
     pub(crate) in_ready: bool,
     pub(crate) in_dirty: bool,
-    /// When the last frame completed (idle timeout) and whether an idle timer is in the heap.
+    /// When the last frame completed (idle timeout). One idle timer is pushed at open; it
+    /// re-pushes itself while the connection lives (see `timeouts.rs`).
     pub(crate) last_frame_at: Instant,
-    pub(crate) idle_armed: bool,
     /// Since when the write queue has been waiting to drain, and whether a timer is armed.
     pub(crate) stall_since: Option<Instant>,
     pub(crate) stall_armed: bool,
@@ -280,7 +280,6 @@ impl Connection {
             in_ready: false,
             in_dirty: false,
             last_frame_at: now,
-            idle_armed: false,
             stall_since: None,
             stall_armed: false,
             close_reason: None,

@@ -17,7 +17,7 @@ use crate::handle::Handle;
 use crate::handler::CloseReason;
 use crate::stats::{ConnFigures, ReactorFigures};
 use crate::timer::TimerId;
-use crate::write_queue::{Pressure, SendError};
+use crate::write_queue::{Pressure, QueueFigures, SendError};
 
 /// The application's view of the reactor, passed to every [`crate::Handler`] callback.
 pub struct Context<'a> {
@@ -84,14 +84,7 @@ impl<'a> Context<'a> {
     /// [`CloseReason::PeerClosed`] if the peer had already half-closed, else
     /// [`CloseReason::Closed`].
     pub fn close(&mut self, conn: ConnId) {
-        // After the peer's half-close, closing is the end of a conversation the peer ended.
-        let peer_done = self.engine.conn_ref(conn).is_some_and(|c| c.peer_eof);
-        let reason = if peer_done {
-            CloseReason::PeerClosed
-        } else {
-            CloseReason::Closed
-        };
-        self.engine.close(conn, reason);
+        self.engine.close(conn, CloseReason::Closed);
     }
 
     /// Shuts down our sending side once everything queued is delivered (half-close); the
@@ -142,7 +135,14 @@ impl<'a> Context<'a> {
         self.engine.conn_ref(conn).map_or(0, |c| c.queue.len())
     }
 
-    /// Everything known about `conn`, or `None` if it is gone. Still available inside
+    /// The write queue's counters for `conn` (queued, written, marks crossed, …): no system
+    /// call, so cheap enough for every frame. Available inside `on_close` too.
+    pub fn queue_figures(&self, conn: ConnId) -> Option<QueueFigures> {
+        self.engine.queue_figures(conn)
+    }
+
+    /// Everything known about `conn` (including the kernel's figures, three system calls),
+    /// or `None` if it is gone. Still available inside
     /// [`crate::Handler::on_close`], for the connection's last figures.
     pub fn conn_figures(&self, conn: ConnId) -> Option<ConnFigures> {
         self.engine.conn_figures(conn)

@@ -38,7 +38,7 @@ use crate::message::DecodeError;
 use crate::reply::ErrorReply;
 use crate::stats::{ConnFigures, ReactorFigures};
 use crate::timer::{Due, TimerId, Timers};
-use crate::write_queue::{Pressure, SendError, WriteQueue};
+use crate::write_queue::{Pressure, QueueFigures, SendError, WriteQueue};
 
 /// The waker's token; slab keys never get this high.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -458,6 +458,11 @@ impl Engine {
             State::Connecting => return self.teardown(id, reason),
             State::Flushing | State::Lingering | State::Closed => return,
         }
+        // After the peer's half-close, closing ends a conversation the peer ended.
+        let reason = match reason {
+            CloseReason::Closed if conn.peer_eof => CloseReason::PeerClosed,
+            other => other,
+        };
         conn.close_reason = Some(reason);
         conn.set_state(State::Flushing, "close requested");
         self.pool.put(std::mem::take(&mut conn.read_buf));
@@ -593,6 +598,10 @@ impl Engine {
     }
 
     // ----- figures ---------------------------------------------------------------------
+
+    pub(crate) fn queue_figures(&self, id: ConnId) -> Option<QueueFigures> {
+        self.conn_even_closed(id).map(|c| c.queue.figures())
+    }
 
     pub(crate) fn conn_figures(&self, id: ConnId) -> Option<ConnFigures> {
         self.conn_even_closed(id).map(|c| c.figures(self.now))

@@ -62,8 +62,9 @@
 //! ## Readiness is edge-triggered
 //!
 //! mio reports that a socket *became* readable or writable, once. Code that reads "some" and
-//! returns will never hear from that socket again. `Reactor::read` reads until `WouldBlock`,
-//! or remembers that the socket is still readable (a paused connection, a connection out of
+//! returns will never hear from that socket again. `Reactor::read` reads until the kernel has
+//! nothing more (`WouldBlock`, or on Linux a short read, after which epoll announces any new
+//! byte), or remembers that the socket is still readable (a paused connection, a connection out of
 //! budget for this turn: [`READS_PER_TURN`], [`FRAMES_PER_TURN`]) and comes back to it
 //! through the ready list without waiting for an event.
 //!

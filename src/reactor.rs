@@ -239,10 +239,11 @@ impl<H: Handler> Reactor<H> {
     /// The read path: deliver the frames already buffered, then read more, until the socket
     /// says `WouldBlock`, the connection pauses or closes, or the turn's budget runs out.
     ///
-    /// Edge-triggered rule: we stop only at `WouldBlock` (and then forget readability), or
-    /// with `readable` still set and the connection on the ready list, or paused (resume puts
-    /// it back on the ready list). Never anywhere else, or the bytes would sit unread with no
-    /// event coming to announce them.
+    /// Edge-triggered rule: we stop only when the kernel has nothing more (`WouldBlock`, or on
+    /// Linux a read that did not fill the space offered; then we forget readability and wait
+    /// for the next event), or with `readable` still set and the connection on the ready
+    /// list, or paused (resume puts it back on the ready list). Never anywhere else, or the
+    /// bytes would sit unread with no event coming to announce them.
     fn read(&mut self, id: ConnId) {
         let mut frames = FRAMES_PER_TURN;
         let mut reads = READS_PER_TURN;
@@ -305,13 +306,8 @@ impl<H: Handler> Reactor<H> {
                     conn.readable = false;
                 }
                 ReadOutcome::Data { .. } => {}
-                ReadOutcome::WouldBlock => {
-                    conn.readable = false;
-                    if conn.read_buf.is_empty() {
-                        self.engine.pool.put(std::mem::take(&mut conn.read_buf));
-                    }
-                    return self.finish_reading_if_shutting_down(id);
-                }
+                // Read out: the next pass finds no frame and `readable` false, and stops there.
+                ReadOutcome::WouldBlock => conn.readable = false,
                 ReadOutcome::Eof => return self.engine.peer_eof(id),
                 ReadOutcome::Error(e) => {
                     log::debug!("{id}: read failed: {e}");

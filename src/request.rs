@@ -270,7 +270,7 @@ impl Requests {
                 self.unsent.push_front(id);
                 return;
             }
-            p.queued_until = ctx.conn_figures(conn).map(|f| f.bytes_queued);
+            p.queued_until = ctx.queue_figures(conn).map(|f| f.bytes_queued);
         }
     }
 
@@ -348,7 +348,7 @@ impl Requests {
             return Vec::new();
         }
         // Figures are still readable inside on_close: how far did the kernel get?
-        let written = ctx.conn_figures(conn).map_or(0, |f| f.bytes_out);
+        let written = ctx.queue_figures(conn).map_or(0, |f| f.bytes_written);
         log::debug!("request client: connection lost ({reason}); {written} bytes had been written");
         self.conn = None;
         self.connected = false;

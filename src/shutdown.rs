@@ -52,20 +52,15 @@ impl Engine {
         for peer in &self.peers {
             let _ = peer.shutdown(grace);
         }
-        let mut ids = Vec::new();
-        for (key, slot) in self.slots.iter_mut() {
-            match slot {
-                Slot::Listener(l) if !l.closed => {
-                    let _ = self.poll.registry().deregister(&mut l.socket);
-                    l.closed = true;
-                    self.dead.push(key);
-                }
-                Slot::Conn(c) if matches!(c.state(), State::Open | State::Connecting) => {
-                    ids.push(c.id)
-                }
-                _ => {}
-            }
-        }
+        self.close_listeners();
+        let ids: Vec<ConnId> = self
+            .slots
+            .iter()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Conn(c) if matches!(c.state(), State::Open | State::Connecting) => Some(c.id),
+                _ => None,
+            })
+            .collect();
         for id in ids {
             let Some(conn) = conn_mut(&mut self.slots, id) else {
                 continue;
@@ -106,6 +101,16 @@ impl Engine {
         for id in ids {
             self.teardown(id, CloseReason::Shutdown);
         }
+        self.close_listeners();
+        self.run = RunState::Stopped;
+        for peer in &self.peers {
+            let _ = peer.stop();
+        }
+    }
+
+    /// Stops accepting: listeners leave the poller now and their slots are freed at the end of
+    /// the turn (new connection attempts are then refused by the kernel).
+    fn close_listeners(&mut self) {
         for (key, slot) in self.slots.iter_mut() {
             if let Slot::Listener(l) = slot {
                 if !l.closed {
@@ -114,10 +119,6 @@ impl Engine {
                     self.dead.push(key);
                 }
             }
-        }
-        self.run = RunState::Stopped;
-        for peer in &self.peers {
-            let _ = peer.stop();
         }
     }
 

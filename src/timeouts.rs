@@ -47,8 +47,7 @@ impl Engine {
             return;
         };
         if conn.state() != State::Open || conn.peer_eof {
-            conn.idle_armed = false;
-            return;
+            return; // no longer reading: the timer ends here
         }
         if !conn.paused().is_empty() {
             // We are the ones not reading; the peer cannot make progress. Look again later.
@@ -60,7 +59,6 @@ impl Engine {
             self.timers.push(deadline, Due::Idle(id));
             return;
         }
-        conn.idle_armed = false;
         log::info!("{id}: idle timeout ({idle:?} without a complete frame)");
         // Best effort: the peer may not be reading either.
         let _ = self.send_json(id, &ErrorReply::idle_timeout());

@@ -123,16 +123,21 @@ pub struct Workers<J: Send + 'static, O: Send + 'static> {
     /// it is exact.
     in_flight: usize,
     parked: VecDeque<Ticket<J>>,
-    next_seq: HashMap<ConnId, u64>,
-    next_out: HashMap<ConnId, u64>,
-    reorder: HashMap<ConnId, BTreeMap<u64, O>>,
+    /// Connections with jobs in the pool or parked; an entry goes as soon as nothing of its
+    /// connection is left here, so this holds at most `capacity` + parked entries.
+    order: HashMap<ConnId, Order<O>>,
     figures: WorkerFigures,
 }
 
-impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
-    /// [`WORKERS_DOORBELL`], as an associated constant.
-    pub const DOORBELL: u64 = WORKERS_DOORBELL;
+/// One connection's place in its own sequence: the next number to give a job, the next
+/// number to hand back, and results that finished ahead of their turn.
+struct Order<O> {
+    next_seq: u64,
+    next_out: u64,
+    early: BTreeMap<u64, O>,
+}
 
+impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
     /// Starts `threads` workers behind a queue of `capacity` jobs, each running `work`.
     /// Results are announced to the reactor behind `handle`.
     pub fn new<F>(handle: &Handle, threads: usize, capacity: usize, work: F) -> Workers<J, O>
@@ -164,9 +169,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
             capacity: capacity.max(1),
             in_flight: 0,
             parked: VecDeque::new(),
-            next_seq: HashMap::new(),
-            next_out: HashMap::new(),
-            reorder: HashMap::new(),
+            order: HashMap::new(),
             figures: WorkerFigures {
                 capacity: capacity.max(1),
                 ..WorkerFigures::default()
@@ -177,13 +180,17 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
     /// Hands `job` from connection `conn` to the workers. Never blocks and never drops: if the
     /// queue is full, the job is parked and `conn` stops reading until there is room.
     pub fn submit(&mut self, ctx: &mut Context<'_>, conn: ConnId, job: J) {
-        let seq = self.next_seq.entry(conn).or_insert(0);
+        let order = self.order.entry(conn).or_insert_with(|| Order {
+            next_seq: 0,
+            next_out: 0,
+            early: BTreeMap::new(),
+        });
         let ticket = Ticket {
             conn,
-            seq: *seq,
+            seq: order.next_seq,
             job,
         };
-        *seq += 1;
+        order.next_seq += 1;
         self.figures.submitted += 1;
         if let Some(ticket) = self.try_enqueue(ticket) {
             // Full: park it, and stop reading this connection. Its next messages stay in the
@@ -215,7 +222,7 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
         }
     }
 
-    /// Call from [`crate::Handler::on_notify`] with [`Workers::DOORBELL`]: returns the finished
+    /// Call from [`crate::Handler::on_notify`] with [`WORKERS_DOORBELL`]: returns the finished
     /// results, each connection's in submission order, and moves parked jobs into the room
     /// that freed up (resuming their connections).
     pub fn completed(&mut self, ctx: &mut Context<'_>) -> Vec<(ConnId, O)> {
@@ -232,15 +239,20 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
         self.in_flight -= finished.len();
         for (conn, seq, result) in finished {
             self.figures.completed += 1;
-            self.reorder.entry(conn).or_default().insert(seq, result);
-            let next = self.next_out.entry(conn).or_insert(0);
-            let buffered = self.reorder.entry(conn).or_default();
-            while let Some(result) = buffered.remove(next) {
+            let Some(order) = self.order.get_mut(&conn) else {
+                continue; // unreachable: an entry lives while its jobs do
+            };
+            order.early.insert(seq, result);
+            while let Some(result) = order.early.remove(&order.next_out) {
                 out.push((conn, result));
-                *next += 1;
+                order.next_out += 1;
+            }
+            // Nothing of this connection left in the pool: forget it (a later job starts a
+            // fresh sequence, which is as good as continuing the old one).
+            if order.next_out == order.next_seq {
+                self.order.remove(&conn);
             }
         }
-        self.forget_idle_connections(ctx);
         // Room freed: parked jobs go in, first parked first, and their connections read again.
         while let Some(ticket) = self.parked.pop_front() {
             let conn = ticket.conn;
@@ -255,28 +267,6 @@ impl<J: Send + 'static, O: Send + 'static> Workers<J, O> {
             }
         }
         out
-    }
-
-    /// Drops the bookkeeping of connections that are closed and have nothing in flight.
-    fn forget_idle_connections(&mut self, ctx: &Context<'_>) {
-        self.reorder.retain(|_, b| !b.is_empty());
-        let (next_seq, next_out, reorder, parked) = (
-            &mut self.next_seq,
-            &mut self.next_out,
-            &self.reorder,
-            &self.parked,
-        );
-        next_seq.retain(|conn, seq| {
-            let done = next_out.get(conn).copied().unwrap_or(0) == *seq;
-            let keep = ctx.is_open(*conn)
-                || !done
-                || reorder.contains_key(conn)
-                || parked.iter().any(|t| t.conn == *conn);
-            if !keep {
-                next_out.remove(conn);
-            }
-            keep
-        });
     }
 
     /// The pool's counters.
