@@ -25,6 +25,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::read_buf::ReadBuf;
 use mio::Interest;
 use mio::net::TcpStream;
 
@@ -187,6 +189,11 @@ pub(crate) enum ReadOutcome {
 /// stream of them takes about one `recv` per frame.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
+/// The largest read-buffer allocation that is reused for further reads (and kept in the
+/// pool). A buffer grown for one large frame is released once that frame is out, so the
+/// small frames after it neither pin it nor keep it (see `read_buf.rs`).
+pub(crate) const READ_ALLOC_KEEP: usize = 2 * READ_CHUNK;
+
 /// A connection's whole state. Owned by the reactor's slab.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -195,7 +202,7 @@ pub(crate) struct Connection {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) outbound: bool,
     state: State,
-    pub(crate) read_buf: BytesMut,
+    pub(crate) read_buf: ReadBuf,
     pub(crate) decoder: Decoder,
     pub(crate) queue: WriteQueue,
     paused: Paused,
@@ -263,7 +270,7 @@ impl Connection {
             } else {
                 State::Open
             },
-            read_buf: BytesMut::new(),
+            read_buf: ReadBuf::default(),
             decoder,
             queue,
             paused: Paused::default(),
@@ -380,12 +387,12 @@ impl Connection {
 
     /// Cuts the next complete frame out of the read buffer.
     pub(crate) fn next_frame(&mut self, now: Instant) -> Result<Option<Bytes>, FrameError> {
-        let frame = self.decoder.decode(&mut self.read_buf)?;
-        if frame.is_some() {
-            self.frames_in += 1;
-            self.last_frame_at = now;
-        }
-        Ok(frame)
+        let Some(len) = self.decoder.next_payload_len(self.read_buf.bytes_mut())? else {
+            return Ok(None);
+        };
+        self.frames_in += 1;
+        self.last_frame_at = now;
+        Ok(Some(self.read_buf.take(len)))
     }
 
     /// One `recv` into the read buffer's spare capacity.
@@ -396,13 +403,12 @@ impl Connection {
     /// allocator maps large blocks lazily, and only bytes that arrive are touched.
     pub(crate) fn read_some(&mut self) -> ReadOutcome {
         let wanted = self.decoder.bytes_wanted(&self.read_buf).max(READ_CHUNK);
-        if self.read_buf.capacity() - self.read_buf.len() < wanted / 2 {
-            self.read_buf.reserve(wanted);
-            self.peak_read_capacity = self.peak_read_capacity.max(self.read_buf.capacity());
+        if self.read_buf.make_room(wanted, READ_ALLOC_KEEP) {
+            self.peak_read_capacity = self.peak_read_capacity.max(self.read_buf.alloc());
         }
         let offered = self.read_buf.capacity() - self.read_buf.len();
         loop {
-            match recv_into(&self.stream, &mut self.read_buf) {
+            match recv_into(&self.stream, self.read_buf.bytes_mut()) {
                 Ok(0) => return ReadOutcome::Eof,
                 Ok(n) => {
                     self.bytes_in += n as u64;
@@ -527,7 +533,7 @@ mod tests {
     fn recv_into_appends_exactly_what_arrived() {
         let (mut a, b) = pair();
         let mut c = conn(b);
-        c.read_buf.extend_from_slice(b"kept");
+        c.read_buf.bytes_mut().extend_from_slice(b"kept");
         a.write_all(b"hello").unwrap();
         a.flush().unwrap();
         // Loopback delivery is not instantaneous: poll the non-blocking socket until it has data.

@@ -175,6 +175,15 @@ impl Decoder {
     /// stream, not an error. The payload is split from the buffer (a reference-count bump, no
     /// copy). An error is fatal for this stream; see [`FrameError`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        Ok(self
+            .next_payload_len(buf)?
+            .map(|len| buf.split_to(len).freeze()))
+    }
+
+    /// The first half of [`Decoder::decode`]: consumes the header and reports the length of the
+    /// payload that now starts `buf`, once all of it is there; the caller cuts it off. The
+    /// reactor uses this to decide whether to cut a view or a copy (`read_buf.rs`).
+    pub(crate) fn next_payload_len(&mut self, buf: &mut BytesMut) -> Result<Option<usize>, FrameError> {
         if self.state == State::Header {
             let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
                 return Ok(None);
@@ -192,7 +201,7 @@ impl Decoder {
             return Ok(None);
         }
         self.state = State::Header;
-        Ok(Some(buf.split_to(len).freeze()))
+        Ok(Some(len))
     }
 
     /// How many more bytes the frame in progress needs before [`Decoder::decode`] can return it

@@ -118,6 +118,7 @@ mod handle;
 mod handler;
 mod kernel;
 mod message;
+mod read_buf;
 mod reactor;
 mod reply;
 mod request;

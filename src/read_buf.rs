@@ -1,0 +1,176 @@
+//! A connection's read buffer, and the one number `BytesMut` does not tell: how large the
+//! allocation behind it is.
+//!
+//! Payloads are cut out of the read buffer without copying (`split_to` + `freeze`): a payload
+//! is a reference-counted view into the buffer's allocation, and it keeps the *whole*
+//! allocation alive for as long as it lives. That is the right trade for a 58 KB frame read
+//! into a 64 KB buffer. It is the wrong one for a 9 KB frame that happened to arrive in the
+//! tail of an 8 MB buffer grown for the frame before it: queued for an echo, that 9 KB slice
+//! pins 8 MB while the write queue counts 9 KB, and a peer that repeats the pattern makes the
+//! server hold gigabytes its budgets never see.
+//!
+//! So this type tracks the allocation size exactly (it makes every allocation itself, instead
+//! of letting `BytesMut::reserve` grow the buffer by doubling), and [`ReadBuf::take`] copies a
+//! payload out when the view would pin more than twice its own size. A queued payload
+//! therefore keeps alive at most twice what the queue is charged for it, and usually exactly
+//! that.
+//!
+//! Invariant: `alloc` is the size of the allocation `bytes` points into (0 for none), so
+//! `bytes.capacity() <= alloc`.
+
+use std::ops::Deref;
+
+use bytes::{Bytes, BytesMut};
+
+/// Payloads up to this size are always handed out as views. They are cheap to pin (a small
+/// payload is rarely kept: decoded and dropped, or copied into a write queue's tail buffer,
+/// whose own copy threshold this matches), and copying each would cost an allocation per
+/// message on the hot path.
+pub(crate) const VIEW_ALWAYS: usize = 8 * 1024;
+
+/// A read buffer and the size of its allocation. Derefs to the bytes for reading; grows only
+/// through [`ReadBuf::make_room`].
+#[derive(Debug, Default)]
+pub(crate) struct ReadBuf {
+    bytes: BytesMut,
+    alloc: usize,
+}
+
+impl Deref for ReadBuf {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.bytes
+    }
+}
+
+impl ReadBuf {
+    /// An empty buffer over a fresh allocation of exactly `size` bytes.
+    #[cfg(test)]
+    pub(crate) fn with_capacity(size: usize) -> ReadBuf {
+        let bytes = BytesMut::with_capacity(size);
+        ReadBuf {
+            alloc: bytes.capacity(),
+            bytes,
+        }
+    }
+
+    /// The size of the allocation this buffer keeps alive (and so its cost, whatever its
+    /// length): 0 once given back.
+    pub(crate) fn alloc(&self) -> usize {
+        self.alloc
+    }
+
+    /// The bytes, for the decoder and `recv` to work on. Growing through this (`reserve`)
+    /// would defeat the allocation count; use [`ReadBuf::make_room`].
+    pub(crate) fn bytes_mut(&mut self) -> &mut BytesMut {
+        &mut self.bytes
+    }
+
+    /// Forgets the content, keeping the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// Makes at least `wanted` bytes of spare room, if there is less than half that.
+    ///
+    /// First the cheap way: when no payload still points into the allocation, `try_reclaim`
+    /// moves the unread bytes to its front, without allocating. That is kept to ordinary
+    /// read-chunk allocations (`keep_max`): an allocation grown for one huge frame is not
+    /// reused for the small frames after it, it is released. Otherwise a fresh allocation of
+    /// exactly what is needed, and the unread bytes (part of one frame at most, since whole
+    /// frames were delivered before reading more) are copied into it.
+    ///
+    /// Returns true if it allocated.
+    pub(crate) fn make_room(&mut self, wanted: usize, keep_max: usize) -> bool {
+        let spare = self.bytes.capacity() - self.bytes.len();
+        if spare >= wanted / 2 {
+            return false;
+        }
+        if self.alloc <= keep_max
+            && self.alloc >= self.bytes.len() + wanted
+            && self.bytes.try_reclaim(wanted)
+        {
+            return false;
+        }
+        let mut fresh = BytesMut::with_capacity(self.bytes.len() + wanted);
+        fresh.extend_from_slice(&self.bytes);
+        self.alloc = fresh.capacity();
+        self.bytes = fresh;
+        true
+    }
+
+    /// Cuts the first `len` bytes off as a payload: a view into the allocation when that pins
+    /// at most twice the payload (or the payload is small, see [`VIEW_ALWAYS`]), else a copy.
+    pub(crate) fn take(&mut self, len: usize) -> Bytes {
+        if len > VIEW_ALWAYS && len.saturating_mul(2) < self.alloc {
+            let copy = Bytes::copy_from_slice(&self.bytes[..len]);
+            bytes::Buf::advance(&mut self.bytes, len);
+            copy
+        } else {
+            self.bytes.split_to(len).freeze()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_buffer_knows_its_allocation() {
+        let b = ReadBuf::with_capacity(1000);
+        assert_eq!(b.alloc(), 1000);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn growing_allocates_exactly_and_keeps_the_unread_bytes() {
+        let mut b = ReadBuf::with_capacity(16);
+        b.bytes_mut().extend_from_slice(b"0123456789");
+        assert!(b.make_room(1000, 64));
+        assert_eq!(&b[..], b"0123456789");
+        assert_eq!(b.alloc(), 1010, "len + wanted, no doubling");
+        assert!(!b.make_room(1000, 64), "room enough: nothing to do");
+    }
+
+    #[test]
+    fn a_small_slice_of_a_big_allocation_is_copied_out() {
+        let mut b = ReadBuf::with_capacity(1 << 20);
+        b.bytes_mut().resize(VIEW_ALWAYS + 1, b'a');
+        let p = b.take(VIEW_ALWAYS + 1);
+        assert_eq!(p.len(), VIEW_ALWAYS + 1);
+        // A copy has its own allocation: the buffer's is free to be reclaimed at once.
+        assert!(b.bytes_mut().try_reclaim(1 << 20));
+    }
+
+    #[test]
+    fn a_payload_that_fills_most_of_its_allocation_is_a_view() {
+        let mut b = ReadBuf::with_capacity(100_000);
+        b.bytes_mut().resize(60_000, b'a');
+        let p = b.take(60_000);
+        // A view shares the allocation: it cannot be reclaimed while the payload lives.
+        assert!(!b.bytes_mut().try_reclaim(100_000));
+        drop(p);
+        assert!(b.bytes_mut().try_reclaim(100_000));
+    }
+
+    #[test]
+    fn small_payloads_are_views_whatever_the_allocation() {
+        let mut b = ReadBuf::with_capacity(1 << 20);
+        b.bytes_mut().extend_from_slice(b"{}");
+        let p = b.take(2);
+        assert!(!b.bytes_mut().try_reclaim(1 << 20));
+        drop(p);
+    }
+
+    #[test]
+    fn an_allocation_grown_for_a_huge_frame_is_not_reused_for_small_reads() {
+        let mut b = ReadBuf::with_capacity(8 << 20);
+        b.bytes_mut().resize(8 << 20, b'x');
+        drop(b.take(8 << 20));
+        // Empty now, and reclaimable, but far larger than a read chunk: released.
+        assert!(b.make_room(64 * 1024, 128 * 1024));
+        assert_eq!(b.alloc(), 64 * 1024);
+    }
+}

@@ -1,0 +1,135 @@
+//! A zero-copy payload must not keep a much larger read buffer alive (issue: memory bounded
+//! on every path, item 1).
+//!
+//! The attack: peers that never read their replies send, in a loop, an ~8 MB frame of
+//! invalid JSON (answered with a small `invalid_json`) and then a valid ~9 KB JSON string,
+//! which the echo handler queues without copying. If that 9 KB payload is a slice of the
+//! 8 MB buffer the big frame was read into, each queued echo pins 8 MB while the queue and
+//! the budget count 9 KB: six peers took the server to +687 MiB before the fix.
+//!
+//! This file holds a single test so that the process's peak RSS (VmHWM) belongs to it alone.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Echo, Peer, Server, bounded};
+use highwater::Config;
+
+const PEERS: usize = 6;
+/// The big frame: just under `MAX_FRAME`. A smaller limit than the default 8 MiB keeps what
+/// the server legitimately holds (one frame in progress per peer) well apart from what pinning
+/// holds (one big buffer per queued echo).
+const MAX_FRAME: usize = 8 * 1024 * 1024;
+const BIG: usize = 8_000_000;
+const SMALL: usize = 9 * 1024;
+const BUDGET: usize = 4 * 1024 * 1024;
+
+/// A field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} missing"));
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kib * 1024
+}
+
+#[test]
+fn a_small_echo_does_not_pin_the_big_read_buffer_it_arrived_in() {
+    bounded(Duration::from_secs(120), || {
+        let config = Config {
+            queue_budget: Some(BUDGET),
+            max_frame: MAX_FRAME,
+            // A small kernel send buffer keeps the replies in the counted write queue, where
+            // the attack wants them, instead of in the kernel's.
+            send_buffer_size: Some(16 * 1024),
+            ..Config::default()
+        };
+        let high_water = config.high_water;
+        let server = Server::start(config, Echo::default());
+
+        // One wire image of each frame, shared by every peer: the client side costs ~8 MB.
+        let mut big = Vec::with_capacity(BIG + 4);
+        big.extend_from_slice(&(BIG as u32).to_be_bytes());
+        big.resize(BIG + 4, b'x');
+        let mut small = Vec::with_capacity(SMALL + 4);
+        small.extend_from_slice(&(SMALL as u32).to_be_bytes());
+        small.push(b'"');
+        small.resize(SMALL + 3, b's');
+        small.push(b'"');
+        let (big, small) = (Arc::new(big), Arc::new(small));
+
+        // The peak from here on is what the attack costs.
+        let baseline = status_bytes("VmRSS:");
+        std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+
+        let peers: Vec<_> = (0..PEERS)
+            .map(|_| {
+                let (big, small, addr) = (big.clone(), small.clone(), server.addr);
+                std::thread::spawn(move || {
+                    let mut peer = Peer::connect_small_window(addr, 4096);
+                    // When the server stops reading us (our replies are at its high-water
+                    // mark) a write stops making progress: that is the end of the attack.
+                    peer.stream
+                        .set_write_timeout(Some(Duration::from_secs(2)))
+                        .unwrap();
+                    let mut rounds = 0;
+                    while rounds < 200 {
+                        if peer.stream.write_all(&big).is_err()
+                            || peer.stream.write_all(&small).is_err()
+                        {
+                            break;
+                        }
+                        rounds += 1;
+                    }
+                    (rounds, peer)
+                })
+            })
+            .collect();
+        let mut rounds = Vec::new();
+        let mut keep = Vec::new();
+        for p in peers {
+            let (r, peer) = p.join().expect("peer thread");
+            rounds.push(r);
+            keep.push(peer); // still connected: the server still holds what it queued
+        }
+        let peak = status_bytes("VmHWM:");
+        let figures = server.query(|ctx| ctx.figures());
+
+        // Each peer got far enough to queue more echoes than one big buffer could hold.
+        let echoes = rounds.iter().sum::<usize>();
+        assert!(
+            echoes >= PEERS * 8,
+            "the attack did not run: rounds per peer {rounds:?}"
+        );
+
+        // The promise: per connection at most high-water + one maximum frame + one read
+        // chunk; the process, the budget plus a constant. The client side of this test
+        // holds the two frame images (~2 MB) and the pooled buffers are bounded (4 MiB);
+        // 24 MiB covers those, the allocator's slack, and the test harness.
+        let per_conn = high_water + MAX_FRAME + 64 * 1024;
+        let bound = PEERS * per_conn + BUDGET + 24 * 1024 * 1024;
+        let grown = peak.saturating_sub(baseline);
+        eprintln!(
+            "rounds per peer {rounds:?}; queued {} B; peak RSS +{} MiB (bound +{} MiB)",
+            figures.queued_bytes,
+            grown >> 20,
+            bound >> 20
+        );
+        assert!(
+            grown <= bound,
+            "peak RSS grew by {} MiB, bound {} MiB",
+            grown >> 20,
+            bound >> 20
+        );
+        drop(keep);
+    });
+}
