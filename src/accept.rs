@@ -229,12 +229,9 @@ impl Engine {
             WriteQueue::new(self.config.marks()),
             self.now,
         );
+        // A new connection holds nothing, so even while the budget binds it may read
+        // (`budget.rs`): it is judged when it starts to hold memory.
         entry.insert(Slot::Conn(conn));
-        if self.budget_paused {
-            if let Some(conn) = conn_mut(&mut self.slots, id) {
-                conn.pause(crate::conn::PauseReason::Budget, self.now);
-            }
-        }
         self.touch(id);
         id
     }

@@ -105,8 +105,9 @@ pub enum PauseReason {
     /// This connection's own write queue is above its high-water mark (a peer that does not
     /// read its replies).
     WriteQueue,
-    /// The bytes queued across all connections reached [`crate::Config::queue_budget`]; every
-    /// connection stops reading until the total falls back.
+    /// The bytes held across all connections reached [`crate::Config::queue_budget`], and this
+    /// connection holds more than its fair share of it; it reads again when it holds less or
+    /// the total falls back.
     Budget,
     /// This connection's last message is parked because the worker queue is full
     /// ([`crate::Workers`]); reading resumes when the workers make room.
@@ -203,6 +204,9 @@ pub(crate) struct Connection {
     pub(crate) outbound: bool,
     state: State,
     pub(crate) read_buf: ReadBuf,
+    /// How much of `read_buf` is counted in the engine's budget (`budget.rs`): its allocation
+    /// when last counted.
+    pub(crate) read_charged: usize,
     pub(crate) decoder: Decoder,
     pub(crate) queue: WriteQueue,
     paused: Paused,
@@ -271,6 +275,7 @@ impl Connection {
                 State::Open
             },
             read_buf: ReadBuf::default(),
+            read_charged: 0,
             decoder,
             queue,
             paused: Paused::default(),

@@ -13,7 +13,8 @@
 //! - Every connection whose queue, pause state or life state changed this turn is in the
 //!   dirty list; before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) writes what it
 //!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`).
-//! - `queued` is the sum of every connection's queue length.
+//! - `queued` is the sum of every connection's queue length, and `read_held` the sum of their
+//!   counted read buffers (`budget.rs`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,6 +28,8 @@ use mio::net::TcpListener;
 use mio::{Poll, Token, Waker};
 use serde::Serialize;
 use slab::Slab;
+
+use crate::budget::charge_read;
 
 use crate::buf_pool::BufPool;
 use crate::config::Config;
@@ -137,8 +140,16 @@ pub(crate) struct Engine {
     pub(crate) queued: usize,
     /// The most ever queued across all connections.
     pub(crate) peak_queued: usize,
-    /// Reading is paused everywhere because `queued` reached the queue budget.
+    /// Read-buffer bytes held across all connections (each connection's `read_charged`).
+    pub(crate) read_held: usize,
+    /// The most ever held (queued + read buffers) across all connections.
+    pub(crate) peak_held: usize,
+    /// The budget binds: connections holding more than `fair_share` are paused (`budget.rs`).
     pub(crate) budget_paused: bool,
+    /// The budget divided among the connections holding memory when it last bound.
+    pub(crate) fair_share: usize,
+    /// What was held at that moment; growing by another eighth of the budget shares anew.
+    pub(crate) budget_scanned_at: usize,
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
     pub(crate) accept_log: crate::accept::LogLimiter,
@@ -220,7 +231,11 @@ impl Engine {
             lingering: 0,
             queued: 0,
             peak_queued: 0,
+            read_held: 0,
+            peak_held: 0,
             budget_paused: false,
+            fair_share: 0,
+            budget_scanned_at: 0,
             counters: Counters::default(),
             accept_log: Default::default(),
             peers: Vec::new(),
@@ -347,48 +362,8 @@ impl Engine {
         }
         mark_dirty(&mut self.dirty, conn);
         self.peak_queued = self.peak_queued.max(self.queued);
-        if !self.budget_paused && self.config.queue_budget.is_some_and(|b| self.queued >= b) {
-            self.set_budget_pause(true);
-        }
+        self.apply_budget(id);
         Ok(pressure)
-    }
-
-    /// The process-wide budget: past it, nobody reads, so no request can add a reply until
-    /// the queues drain to three quarters of the budget. O(connections) at each crossing,
-    /// which the hysteresis makes rare.
-    pub(crate) fn set_budget_pause(&mut self, on: bool) {
-        self.budget_paused = on;
-        let now = self.now;
-        if on {
-            log::warn!(
-                "queue budget reached: {} bytes queued across {} connections; pausing all reads",
-                self.queued,
-                self.open
-            );
-        } else {
-            log::info!("queue budget: {} bytes queued; reads resume", self.queued);
-        }
-        for (_, slot) in self.slots.iter_mut() {
-            let Slot::Conn(conn) = slot else { continue };
-            if !matches!(conn.state(), State::Open | State::Connecting) {
-                continue;
-            }
-            if on {
-                conn.pause(PauseReason::Budget, now);
-            } else if conn.resume(PauseReason::Budget, now) && conn.has_pending_input() {
-                mark_ready(&mut self.ready, conn);
-            }
-            mark_dirty(&mut self.dirty, conn);
-        }
-    }
-
-    /// Whether the budget pause can be lifted: the total fell to three quarters of it.
-    pub(crate) fn budget_recovered(&self) -> bool {
-        self.budget_paused
-            && self
-                .config
-                .queue_budget
-                .is_none_or(|b| self.queued <= b / 4 * 3)
     }
 
     /// The contract's reply to a payload that is not JSON; the connection stays open.
@@ -466,6 +441,7 @@ impl Engine {
         conn.close_reason = Some(reason);
         conn.set_state(State::Flushing, "close requested");
         self.pool.put(std::mem::take(&mut conn.read_buf));
+        charge_read(&mut self.read_held, conn);
         mark_dirty(&mut self.dirty, conn);
     }
 
@@ -524,6 +500,7 @@ impl Engine {
         }
         conn.set_state(State::Closed, reason.name());
         self.pool.put(std::mem::take(&mut conn.read_buf));
+        charge_read(&mut self.read_held, conn);
         self.counters.closed += 1;
         if conn.reported {
             self.notices.push_back(Notice::Closed(id, reason));
@@ -581,11 +558,13 @@ impl Engine {
             let outcome = conn.read_some();
             self.counters.recv_calls += 1;
             conn.read_buf.clear();
+            charge_read(&mut self.read_held, conn);
             match outcome {
                 crate::conn::ReadOutcome::Data { .. } => {}
                 crate::conn::ReadOutcome::WouldBlock => {
                     conn.readable = false;
                     self.pool.put(std::mem::take(&mut conn.read_buf));
+                    charge_read(&mut self.read_held, conn);
                     return;
                 }
                 crate::conn::ReadOutcome::Eof | crate::conn::ReadOutcome::Error(_) => {
@@ -623,6 +602,8 @@ impl Engine {
             paused_connections: paused,
             queued_bytes: self.queued,
             peak_queued_bytes: self.peak_queued,
+            read_buffer_bytes: self.read_held,
+            peak_held_bytes: self.peak_held,
             budget_paused: self.budget_paused,
             connection_slots: slots,
             accepted: self.counters.accepted,

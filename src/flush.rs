@@ -30,12 +30,13 @@ impl Engine {
                 };
                 conn.in_dirty = false;
                 self.flush(id);
+                self.budget_relieve(id);
                 self.sync_interest(id);
             }
             if !self.budget_recovered() {
                 return;
             }
-            self.set_budget_pause(false); // marks every connection dirty: once more
+            self.unbind_budget(); // marks the connections it resumes dirty: once more
         }
     }
 

@@ -187,6 +187,8 @@ pub fn total(figures: &[Option<ReactorFigures>]) -> ReactorFigures {
         t.paused_connections += f.paused_connections;
         t.queued_bytes += f.queued_bytes;
         t.peak_queued_bytes += f.peak_queued_bytes;
+        t.read_buffer_bytes += f.read_buffer_bytes;
+        t.peak_held_bytes += f.peak_held_bytes;
         t.budget_paused |= f.budget_paused;
         t.connection_slots += f.connection_slots;
         t.accepted += f.accepted;

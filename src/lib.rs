@@ -107,6 +107,7 @@
 
 mod accept;
 mod buf_pool;
+mod budget;
 mod config;
 mod conn;
 mod context;

@@ -279,6 +279,7 @@ impl<H: Handler> Reactor<H> {
                 // connection. An idle connection should hold no buffer at all.
                 if conn.read_buf.is_empty() && conn.read_buf.capacity() > 0 {
                     self.engine.pool.put(std::mem::take(&mut conn.read_buf));
+                    crate::budget::charge_read(&mut self.engine.read_held, conn);
                 }
                 return self.finish_reading_if_shutting_down(id);
             }
@@ -290,7 +291,13 @@ impl<H: Handler> Reactor<H> {
                 conn.read_buf = self.engine.pool.take();
             }
             self.engine.counters.recv_calls += 1;
-            match conn.read_some() {
+            let outcome = conn.read_some();
+            // The read may have grown the buffer: count it, and judge it against the budget.
+            self.engine.recharge_read(id);
+            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
+                return;
+            };
+            match outcome {
                 // A read that did not fill the space offered found the kernel's receive
                 // queue empty. With Linux's edge-triggered epoll, any byte that arrives later
                 // raises a new event, so there is no need to spend a syscall on the

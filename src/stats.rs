@@ -86,7 +86,14 @@ pub struct ReactorFigures {
     pub queued_bytes: usize,
     /// The most bytes ever queued across all connections at once.
     pub peak_queued_bytes: usize,
-    /// True while reading is paused everywhere because the queue budget was reached.
+    /// Bytes of read-buffer allocations held by connections (frames in progress or not yet
+    /// delivered); counted in the budget with `queued_bytes`.
+    pub read_buffer_bytes: usize,
+    /// The most bytes ever held at once, queues and read buffers together: what
+    /// [`crate::Config::queue_budget`] bounds.
+    pub peak_held_bytes: usize,
+    /// True while the budget binds: the connections holding more than their fair share of it
+    /// are paused ([`crate::PauseReason::Budget`]); the others read on.
     pub budget_paused: bool,
     /// Slab slots in use by connections (open, lingering, or closed this turn). Returns to
     /// zero when every connection is gone: the leak check.
