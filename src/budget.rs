@@ -51,7 +51,6 @@ impl Engine {
         self.queued + self.read_held
     }
 
-
     /// A connection judged above this stops reading while the budget binds: its fair share,
     /// or nothing at all while the total is over the budget. Over it, memory that is not
     /// leaving must stop growing; a connection whose peer takes its replies as they come

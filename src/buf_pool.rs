@@ -61,7 +61,11 @@ mod tests {
         p.put(ReadBuf::with_capacity(16));
         assert_eq!(p.len(), 0);
         p.put(ReadBuf::with_capacity(8 << 20));
-        assert_eq!(p.len(), 0, "a buffer grown for a large frame is freed, not kept");
+        assert_eq!(
+            p.len(),
+            0,
+            "a buffer grown for a large frame is freed, not kept"
+        );
         let mut b = ReadBuf::with_capacity(READ_CHUNK);
         b.bytes_mut().extend_from_slice(b"stale");
         p.put(b);

@@ -183,7 +183,10 @@ impl Decoder {
     /// The first half of [`Decoder::decode`]: consumes the header and reports the length of the
     /// payload that now starts `buf`, once all of it is there; the caller cuts it off. The
     /// reactor uses this to decide whether to cut a view or a copy (`read_buf.rs`).
-    pub(crate) fn next_payload_len(&mut self, buf: &mut BytesMut) -> Result<Option<usize>, FrameError> {
+    pub(crate) fn next_payload_len(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<usize>, FrameError> {
         if self.state == State::Header {
             let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
                 return Ok(None);

@@ -106,8 +106,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod accept;
-mod buf_pool;
 mod budget;
+mod buf_pool;
 mod config;
 mod conn;
 mod context;
@@ -119,8 +119,8 @@ mod handle;
 mod handler;
 mod kernel;
 mod message;
-mod read_buf;
 mod reactor;
+mod read_buf;
 mod reply;
 mod request;
 mod shutdown;

@@ -245,6 +245,20 @@ impl<H: Handler> Reactor<H> {
     /// list, or paused (resume puts it back on the ready list). Never anywhere else, or the
     /// bytes would sit unread with no event coming to announce them.
     fn read(&mut self, id: ConnId) {
+        self.read_some_frames(id);
+        // Whatever stopped the visit (read out, paused, out of budget), an empty buffer goes
+        // back to the pool: an idle or paused connection should hold no buffer at all, and
+        // the budget counts the ones it holds (`budget.rs`).
+        if let Some(conn) = conn_mut(&mut self.engine.slots, id) {
+            if conn.read_buf.is_empty() && conn.read_buf.alloc() > 0 {
+                self.engine.pool.put(std::mem::take(&mut conn.read_buf));
+                crate::budget::charge_read(&mut self.engine.read_held, conn);
+            }
+        }
+    }
+
+    /// The body of [`Reactor::read`].
+    fn read_some_frames(&mut self, id: ConnId) {
         let mut frames = FRAMES_PER_TURN;
         let mut reads = READS_PER_TURN;
         loop {
@@ -275,12 +289,7 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             if !conn.readable {
-                // Read out and nothing half-received: lend the buffer to the next busy
-                // connection. An idle connection should hold no buffer at all.
-                if conn.read_buf.is_empty() && conn.read_buf.capacity() > 0 {
-                    self.engine.pool.put(std::mem::take(&mut conn.read_buf));
-                    crate::budget::charge_read(&mut self.engine.read_held, conn);
-                }
+                // Read out: `read` lends an empty buffer to the next busy connection.
                 return self.finish_reading_if_shutting_down(id);
             }
             if reads == 0 {

@@ -180,9 +180,12 @@ fn two_hundred_slow_readers_cannot_push_the_total_past_the_budget() {
         server.wait_for(Duration::from_secs(30), "budget pause", |ctx| {
             ctx.figures().budget_paused.then_some(())
         });
+        // Over the budget a connection may add one reply before it is judged and paused
+        // (`budget.rs`): the queues stay within the budget plus one reply per connection.
+        let bound = BUDGET + PEERS * payload.len();
         let f = server.query(|ctx| ctx.figures());
         assert!(
-            f.peak_queued_bytes <= BUDGET + payload.len(),
+            f.peak_queued_bytes <= bound,
             "queued {} past a budget of {BUDGET}",
             f.peak_queued_bytes
         );
@@ -208,7 +211,11 @@ fn two_hundred_slow_readers_cannot_push_the_total_past_the_budget() {
         }
         let f = server.query(|ctx| ctx.figures());
         assert!(!f.budget_paused);
-        assert!(f.peak_queued_bytes <= BUDGET + payload.len());
+        assert!(f.peak_queued_bytes <= bound);
+        assert_eq!(
+            f.read_buffer_bytes, 0,
+            "read out: every buffer is back in the pool"
+        );
     });
 }
 

@@ -88,7 +88,11 @@ fn slow_readers_past_the_budget_do_not_stop_a_light_client() {
                 other => panic!("ping {n} got no reply within 5 s ({other:?})"),
             };
             let took = t.elapsed();
-            assert_eq!(reply, json!({"ping": n}), "the ping client's replies are intact");
+            assert_eq!(
+                reply,
+                json!({"ping": n}),
+                "the ping client's replies are intact"
+            );
             worst = worst.max(took);
             answered += 1;
             std::thread::sleep(Duration::from_millis(10));
