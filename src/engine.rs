@@ -83,9 +83,10 @@ pub(crate) enum Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunState {
     Running,
-    /// Not accepting; connections finish what they have; dropped at `deadline`.
+    /// Not accepting; connections finish what they have; dropped at `deadline` (`None`: a
+    /// grace too long to represent, so no deadline).
     ShuttingDown {
-        deadline: Instant,
+        deadline: Option<Instant>,
     },
     Stopped,
 }
@@ -335,7 +336,7 @@ impl Engine {
             if let Some(timeout) = self.config.write_timeout {
                 if !conn.stall_armed {
                     conn.stall_armed = true;
-                    self.timers.push(now + timeout, Due::WriteStall(id));
+                    self.timers.push_after(now, timeout, Due::WriteStall(id));
                 }
             }
         }
@@ -499,7 +500,7 @@ impl Engine {
         conn.set_state(State::Lingering, "queue delivered, FIN sent");
         count_open(&mut self.open, self.group_open.as_deref(), false);
         self.lingering += 1;
-        self.timers.push(now + linger, Due::Linger(id));
+        self.timers.push_after(now, linger, Due::Linger(id));
         if conn.readable {
             mark_ready(&mut self.ready, conn);
         }
@@ -523,6 +524,8 @@ impl Engine {
             _ => count_open(&mut self.open, self.group_open.as_deref(), false),
         }
         conn.set_state(State::Closed, reason.name());
+        // Its idle, stall and linger entries would otherwise wait in the heap until due.
+        self.timers.cancel_conn(id);
         self.pool.put(std::mem::take(&mut conn.read_buf));
         self.counters.closed += 1;
         if conn.reported {
@@ -645,7 +648,10 @@ impl Engine {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.next_deadline();
-        if let RunState::ShuttingDown { deadline } = self.run {
+        if let RunState::ShuttingDown {
+            deadline: Some(deadline),
+        } = self.run
+        {
             next = Some(next.map_or(deadline, |t| t.min(deadline)));
         }
         next.map(|t| t.saturating_duration_since(Instant::now()))

@@ -598,7 +598,7 @@ impl RequestClient {
         let rx = self.submit(body, timeout)?;
         // The reactor enforces the deadline; the extra second only guards against a reactor
         // that has stopped.
-        rx.recv_timeout(timeout + Duration::from_secs(1))
+        rx.recv_timeout(timeout.saturating_add(Duration::from_secs(1)))
             .unwrap_or(Err(RequestError::Closed))
     }
 
