@@ -19,7 +19,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +31,7 @@ use crate::buf_pool::BufPool;
 use crate::config::Config;
 use crate::conn::{ConnId, Connection, PauseReason, State};
 use crate::frame::FrameError;
-use crate::handle::{self, Command, Handle};
+use crate::handle::{self, Handle, Inbox};
 use crate::handler::CloseReason;
 use crate::message::DecodeError;
 use crate::reply::ErrorReply;
@@ -126,7 +125,7 @@ pub(crate) struct Engine {
     pub(crate) notices: VecDeque<Notice>,
     pub(crate) pool: BufPool,
     handle: Handle,
-    pub(crate) commands: Receiver<Command>,
+    pub(crate) commands: Inbox,
     /// The command channel may hold more than one turn's share.
     pub(crate) commands_pending: bool,
     pub(crate) run: RunState,
@@ -199,7 +198,12 @@ impl Engine {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (handle, commands) = handle::channel(waker, COMMAND_CAPACITY);
+        let (handle, commands) = handle::channel(
+            waker,
+            COMMAND_CAPACITY,
+            config.queue_budget,
+            config.max_frame,
+        );
         Ok(Engine {
             poll,
             config,
@@ -348,7 +352,9 @@ impl Engine {
         }
         mark_dirty(&mut self.dirty, conn);
         self.peak_queued = self.peak_queued.max(self.queued);
-        if !self.budget_paused && self.config.queue_budget.is_some_and(|b| self.queued >= b) {
+        // Payloads waiting in the handles' channel are memory too (`Inbox::bytes`).
+        let held = self.queued + self.commands.bytes();
+        if !self.budget_paused && self.config.queue_budget.is_some_and(|b| held >= b) {
             self.set_budget_pause(true);
         }
         Ok(pressure)
@@ -389,7 +395,7 @@ impl Engine {
             && self
                 .config
                 .queue_budget
-                .is_none_or(|b| self.queued <= b / 4 * 3)
+                .is_none_or(|b| self.queued + self.commands.bytes() <= b / 4 * 3)
     }
 
     /// The contract's reply to a payload that is not JSON; the connection stays open.
