@@ -391,8 +391,9 @@ impl Requests {
     /// `[backoff_min, min(backoff_max, backoff_min * 2^attempt)]`, so a fleet of clients that
     /// lost the same server does not come back in lockstep.
     fn schedule_reconnect(&mut self, ctx: &mut Context<'_>) {
-        let min = self.config.backoff_min.as_micros() as u64;
-        let cap = self.config.backoff_max.as_micros() as u64;
+        // Saturating, not truncating: a huge backoff is "a very long time", not its low bits.
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (min, cap) = (micros(self.config.backoff_min), micros(self.config.backoff_max));
         let ceiling = min
             .saturating_mul(1u64 << self.attempt.min(30))
             .min(cap)
