@@ -393,7 +393,10 @@ impl Requests {
     fn schedule_reconnect(&mut self, ctx: &mut Context<'_>) {
         // Saturating, not truncating: a huge backoff is "a very long time", not its low bits.
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let (min, cap) = (micros(self.config.backoff_min), micros(self.config.backoff_max));
+        let (min, cap) = (
+            micros(self.config.backoff_min),
+            micros(self.config.backoff_max),
+        );
         let ceiling = min
             .saturating_mul(1u64 << self.attempt.min(30))
             .min(cap)

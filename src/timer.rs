@@ -170,7 +170,8 @@ impl Timers {
             if self.take_live(&e.due) {
                 return Some(e.due);
             }
-            self.stale -= 1;
+            debug_assert!(self.stale > 0, "a cancelled entry that was not counted");
+            self.stale = self.stale.saturating_sub(1);
         }
         // Nothing more due this turn: a good moment to hand back what a burst left behind.
         self.shrink_if_sparse();
@@ -209,7 +210,7 @@ impl Timers {
 
     /// Rebuilds the heap without its stale entries once they outnumber the live ones.
     fn compact_if_stale(&mut self) {
-        let live = self.heap.len() - self.stale;
+        let live = self.heap.len().saturating_sub(self.stale);
         if self.stale <= COMPACT_FLOOR || self.stale <= live {
             return;
         }
