@@ -61,6 +61,8 @@ pub struct Config {
     /// ([`crate::PauseReason::Budget`]); when the total falls to three quarters of it, reading
     /// resumes. Per-connection marks bound one peer; this bounds all of them together (200
     /// slow readers times 256 KiB would otherwise be 50 MiB, 10,000 would be 2.5 GiB).
+    /// Payloads sent through a [`crate::Handle`] and still waiting in its channel count too,
+    /// and the channel itself holds at most this many payload bytes (64 MiB when `None`).
     pub queue_budget: Option<usize>,
     /// Open connections allowed at once (accepted plus outbound). Default 10,000.
     /// A connection accepted past it gets `{"error":"busy"}` and is closed without being read.
