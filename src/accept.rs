@@ -242,7 +242,7 @@ impl Engine {
         if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id))
         {
             conn.last_frame_at = now;
-            self.timers.push(now + idle, Due::Idle(id));
+            self.timers.push_after(now, idle, Due::Idle(id));
         }
         self.notices.push_back(Notice::Open(id));
     }
@@ -277,7 +277,7 @@ impl Engine {
             conn.set_state(State::Lingering, "busy");
         }
         self.lingering += 1;
-        self.timers.push(now + linger, Due::Linger(id));
+        self.timers.push_after(now, linger, Due::Linger(id));
     }
 
     /// Starts a non-blocking connect. The connection is usable at once (sends are queued);

@@ -2,7 +2,8 @@
 //!
 //! What it counts: every byte a connection keeps alive on our side. That is its write queue
 //! (replies the peer has not taken) *and* its read buffer's allocation (a frame in progress,
-//! frames not delivered yet). Per-connection limits bound one peer; this bounds all of them.
+//! frames not delivered yet); and the payloads other threads sent through a `Handle` that
+//! wait in the command channel. Per-connection limits bound one peer; this bounds all of them.
 //!
 //! Who stops when it binds: not everyone. Pausing every connection would let a few hundred
 //! slow readers stop a client that holds nothing at all. So the budget is shared out: when the
@@ -46,9 +47,10 @@ pub(crate) fn charge_read(read_held: &mut usize, conn: &mut Connection) {
 }
 
 impl Engine {
-    /// Bytes held across all connections: queues and read buffers.
+    /// Bytes held: every connection's queue and read buffer, and the payloads waiting in the
+    /// handles' command channel (`Inbox::bytes`), which are memory too.
     pub(crate) fn held(&self) -> usize {
-        self.queued + self.read_held
+        self.queued + self.read_held + self.commands.bytes()
     }
 
     /// A connection judged above this stops reading while the budget binds: its fair share,

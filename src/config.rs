@@ -2,12 +2,17 @@
 //!
 //! A limit nobody can find is a limit nobody can tune. Each field below says what happens
 //! when it is hit; `Config::validate` refuses combinations that cannot work (a low-water
-//! mark above the high-water mark, a hard limit that cannot hold one frame).
+//! mark above the high-water mark, a hard limit that cannot hold one frame, a frame limit
+//! too small for the reactor's own error replies), and says which field is at fault.
+//!
+//! Durations have no upper limit: one too long to add to the clock (`Duration::MAX`) means
+//! "never" (no idle timeout, no write timeout, linger until the peer closes).
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::frame::{DEFAULT_MAX_FRAME, HEADER_LEN};
+use crate::reply::ErrorReply;
 use crate::write_queue::Marks;
 
 /// Reactor settings. Build one with `Config::default()` and change what you need.
@@ -48,26 +53,30 @@ pub struct Config {
     pub queue_limit: Option<usize>,
     /// Largest payload accepted from or sent to a peer. Default 8 MiB (tokio-util's default).
     /// A longer length prefix is answered with `frame_too_large` and the connection closed,
-    /// decided from the four header bytes before anything is buffered.
+    /// decided from the four header bytes before anything is buffered. It must be large
+    /// enough for that reply itself (about 64 bytes; `validate` says exactly).
     pub max_frame: usize,
     /// Process-wide budget on bytes queued across all connections. Default 256 MiB; `None`
     /// is off. When the total reaches it, the reactor stops reading every connection
     /// ([`crate::PauseReason::Budget`]); when the total falls to three quarters of it, reading
     /// resumes. Per-connection marks bound one peer; this bounds all of them together (200
     /// slow readers times 256 KiB would otherwise be 50 MiB, 10,000 would be 2.5 GiB).
+    /// Payloads sent through a [`crate::Handle`] and still waiting in its channel count too,
+    /// and the channel itself holds at most this many payload bytes (64 MiB when `None`).
     pub queue_budget: Option<usize>,
     /// Open connections allowed at once (accepted plus outbound). Default 10,000.
     /// A connection accepted past it gets `{"error":"busy"}` and is closed without being read.
     /// Remember the process's file-descriptor limit (`ulimit -n`) is usually lower.
     pub max_connections: usize,
-    /// Close a connection that completes no frame for this long. Default 60 s; `None` is off.
+    /// Close a connection that completes no frame for this long. Default 60 s; `None` is off,
+    /// and so is a duration too long to add to the clock (`Duration::MAX`).
     /// Progress means whole frames, not bytes, so a one-byte-a-second trickle does not count.
     /// The clock stops while the reactor itself has paused reading the connection.
     pub idle_timeout: Option<Duration>,
     /// Close a connection whose write queue stays non-empty without draining for this long
     /// (the peer is not reading). Default 30 s; `None` is off. "Draining" means emptying, or
     /// falling to the low-water mark after a crossing, so a peer that reads one byte a second
-    /// does not keep its queue alive.
+    /// does not keep its queue alive. A duration too long to add to the clock is off too.
     pub write_timeout: Option<Duration>,
     /// Pause reading a connection while its own write queue is above the high-water mark
     /// (resume at the low-water mark). Default true: a peer that never reads its replies must
@@ -77,7 +86,8 @@ pub struct Config {
     /// After a graceful close has flushed everything and sent FIN, keep reading (and
     /// discarding) for at most this long before closing the socket. Closing with unread bytes
     /// makes the kernel send RST, which can destroy our last replies before the peer reads
-    /// them. Default 2 s.
+    /// them. Default 2 s. A duration too long to add to the clock (`Duration::MAX`) lingers
+    /// until the peer closes.
     pub linger: Duration,
     /// `SO_SNDBUF` for every connection, in bytes; `None` (the default) leaves the kernel's
     /// auto-tuning alone. A small send buffer moves backpressure out of the kernel and into
@@ -112,13 +122,44 @@ impl Default for Config {
     }
 }
 
-/// A configuration that cannot work.
+/// A configuration that cannot work: which field, and why.
+///
+/// ```
+/// use highwater::Config;
+///
+/// let config = Config { max_frame: 1, ..Config::default() };
+/// let err = config.validate().unwrap_err();
+/// assert_eq!(err.field(), "max_frame");
+/// println!("{err}"); // invalid configuration: max_frame: ... (the reason)
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The name of the [`Config`] field at fault (the first one found, if several are).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why that value cannot work, in words a user can act on.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}", self.0)
+        write!(f, "invalid configuration: {}: {}", self.field, self.reason)
     }
 }
 
@@ -140,37 +181,65 @@ impl Config {
         }
     }
 
-    /// Checks that the settings make sense together.
+    /// Checks that the settings make sense together. The error names the first field at
+    /// fault and says why.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.high_water == 0 {
-            return Err(ConfigError("high_water must be at least 1 byte".into()));
+            return Err(ConfigError::new("high_water", "must be at least 1 byte"));
         }
         if self.low_water > self.high_water {
-            return Err(ConfigError(format!(
-                "low_water ({}) must not exceed high_water ({})",
-                self.low_water, self.high_water
-            )));
+            return Err(ConfigError::new(
+                "low_water",
+                format!(
+                    "{} must not exceed high_water ({})",
+                    self.low_water, self.high_water
+                ),
+            ));
         }
-        if self.max_frame == 0 || self.max_frame > u32::MAX as usize {
-            return Err(ConfigError(format!(
-                "max_frame must be between 1 and {} (the length prefix is a u32)",
-                u32::MAX
-            )));
+        if self.max_frame > u32::MAX as usize {
+            return Err(ConfigError::new(
+                "max_frame",
+                format!("must be at most {} (the length prefix is a u32)", u32::MAX),
+            ));
         }
-        if self.effective_queue_limit() < self.high_water {
-            return Err(ConfigError(format!(
-                "queue_limit ({}) must be at least high_water ({})",
-                self.effective_queue_limit(),
-                self.high_water
-            )));
+        // The reactor's own error frames go through the same limits as the application's.
+        // A limit that cannot carry them turns a `frame_too_large` reply into a bare close.
+        let reply = ErrorReply::longest_fixed_len(self.max_frame);
+        if self.max_frame < reply {
+            return Err(ConfigError::new(
+                "max_frame",
+                format!(
+                    "{} bytes cannot carry the {reply}-byte frame_too_large error reply",
+                    self.max_frame
+                ),
+            ));
+        }
+        let limit = self.effective_queue_limit();
+        if limit < self.high_water {
+            return Err(ConfigError::new(
+                "queue_limit",
+                format!("{limit} must be at least high_water ({})", self.high_water),
+            ));
+        }
+        if limit < HEADER_LEN + reply {
+            return Err(ConfigError::new(
+                "queue_limit",
+                format!(
+                    "{limit} bytes cannot hold one frame carrying the {reply}-byte \
+                     frame_too_large error reply ({} bytes with its header): every send \
+                     would be refused",
+                    HEADER_LEN + reply
+                ),
+            ));
         }
         if self.queue_budget == Some(0) {
-            return Err(ConfigError(
-                "queue_budget must be at least 1 byte (or None)".into(),
+            return Err(ConfigError::new(
+                "queue_budget",
+                "must be at least 1 byte (or None)",
             ));
         }
         if self.max_connections == 0 {
-            return Err(ConfigError("max_connections must be at least 1".into()));
+            return Err(ConfigError::new("max_connections", "must be at least 1"));
         }
         Ok(())
     }

@@ -112,10 +112,11 @@ impl<'a> Context<'a> {
         self.engine.listen(addr)
     }
 
-    /// Calls [`crate::Handler::on_timer`] with `data` after `after` has passed.
+    /// Calls [`crate::Handler::on_timer`] with `data` after `after` has passed. A duration
+    /// too long to add to [`Context::now`] (such as `Duration::MAX`) means never: the timer
+    /// is set, never fires, and can be cancelled.
     pub fn set_timer(&mut self, after: Duration, data: u64) -> TimerId {
-        let at = self.engine.now + after;
-        self.engine.timers.set_app(at, data)
+        self.engine.timers.set_app(self.engine.now, after, data)
     }
 
     /// Cancels a timer. Returns false if it already fired or was cancelled.
@@ -164,7 +165,8 @@ impl<'a> Context<'a> {
         self.engine.handle()
     }
 
-    /// Starts a graceful shutdown (see [`Handle::shutdown`]).
+    /// Starts a graceful shutdown (see [`Handle::shutdown`]; a grace too long to add to the
+    /// clock, such as `Duration::MAX`, means no deadline).
     pub fn shutdown(&mut self, grace: Duration) {
         self.engine.begin_shutdown(grace);
     }

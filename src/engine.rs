@@ -20,7 +20,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +34,7 @@ use crate::buf_pool::BufPool;
 use crate::config::Config;
 use crate::conn::{ConnId, Connection, PauseReason, State};
 use crate::frame::FrameError;
-use crate::handle::{self, Command, Handle};
+use crate::handle::{self, Handle, Inbox};
 use crate::handler::CloseReason;
 use crate::message::DecodeError;
 use crate::reply::ErrorReply;
@@ -86,9 +85,10 @@ pub(crate) enum Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunState {
     Running,
-    /// Not accepting; connections finish what they have; dropped at `deadline`.
+    /// Not accepting; connections finish what they have; dropped at `deadline` (`None`: a
+    /// grace too long to represent, so no deadline).
     ShuttingDown {
-        deadline: Instant,
+        deadline: Option<Instant>,
     },
     Stopped,
 }
@@ -128,7 +128,7 @@ pub(crate) struct Engine {
     pub(crate) notices: VecDeque<Notice>,
     pub(crate) pool: BufPool,
     handle: Handle,
-    pub(crate) commands: Receiver<Command>,
+    pub(crate) commands: Inbox,
     /// The command channel may hold more than one turn's share.
     pub(crate) commands_pending: bool,
     pub(crate) run: RunState,
@@ -209,7 +209,12 @@ impl Engine {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (handle, commands) = handle::channel(waker, COMMAND_CAPACITY);
+        let (handle, commands) = handle::channel(
+            waker,
+            COMMAND_CAPACITY,
+            config.queue_budget,
+            config.max_frame,
+        );
         Ok(Engine {
             poll,
             config,
@@ -350,7 +355,7 @@ impl Engine {
             if let Some(timeout) = self.config.write_timeout {
                 if !conn.stall_armed {
                     conn.stall_armed = true;
-                    self.timers.push(now + timeout, Due::WriteStall(id));
+                    self.timers.push_after(now, timeout, Due::WriteStall(id));
                 }
             }
         }
@@ -475,7 +480,7 @@ impl Engine {
         conn.set_state(State::Lingering, "queue delivered, FIN sent");
         count_open(&mut self.open, self.group_open.as_deref(), false);
         self.lingering += 1;
-        self.timers.push(now + linger, Due::Linger(id));
+        self.timers.push_after(now, linger, Due::Linger(id));
         if conn.readable {
             mark_ready(&mut self.ready, conn);
         }
@@ -499,6 +504,8 @@ impl Engine {
             _ => count_open(&mut self.open, self.group_open.as_deref(), false),
         }
         conn.set_state(State::Closed, reason.name());
+        // Its idle, stall and linger entries would otherwise wait in the heap until due.
+        self.timers.cancel_conn(id);
         self.pool.put(std::mem::take(&mut conn.read_buf));
         charge_read(&mut self.read_held, conn);
         self.counters.closed += 1;
@@ -626,7 +633,10 @@ impl Engine {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.next_deadline();
-        if let RunState::ShuttingDown { deadline } = self.run {
+        if let RunState::ShuttingDown {
+            deadline: Some(deadline),
+        } = self.run
+        {
             next = Some(next.map_or(deadline, |t| t.min(deadline)));
         }
         next.map(|t| t.saturating_duration_since(Instant::now()))

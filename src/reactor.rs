@@ -171,6 +171,8 @@ impl<H: Handler> Reactor<H> {
         while !self.engine.is_finished() {
             self.turn(&mut events)?;
         }
+        // Handles fail with `Stopped` from now on, even while this value lives.
+        self.engine.commands.close();
         Ok(())
     }
 

@@ -57,6 +57,22 @@ impl<'a> ErrorReply<'a> {
     pub(crate) fn idle_timeout() -> ErrorReply<'a> {
         ErrorReply::new("idle_timeout")
     }
+
+    /// The length of the longest reply the reactor must be able to queue on a connection,
+    /// whatever the peer sends: `frame_too_large` with `max_frame` as its limit and the
+    /// largest length a header can claim. (`busy` is written before a connection has a
+    /// queue; `invalid_json` carries a detail of varying length and is best effort.)
+    pub(crate) fn longest_fixed_len(max_frame: usize) -> usize {
+        let replies = [
+            ErrorReply::frame_too_large(max_frame, u64::from(u32::MAX)),
+            ErrorReply::idle_timeout(),
+        ];
+        replies
+            .iter()
+            .map(|r| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len()))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

@@ -391,8 +391,12 @@ impl Requests {
     /// `[backoff_min, min(backoff_max, backoff_min * 2^attempt)]`, so a fleet of clients that
     /// lost the same server does not come back in lockstep.
     fn schedule_reconnect(&mut self, ctx: &mut Context<'_>) {
-        let min = self.config.backoff_min.as_micros() as u64;
-        let cap = self.config.backoff_max.as_micros() as u64;
+        // Saturating, not truncating: a huge backoff is "a very long time", not its low bits.
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (min, cap) = (
+            micros(self.config.backoff_min),
+            micros(self.config.backoff_max),
+        );
         let ceiling = min
             .saturating_mul(1u64 << self.attempt.min(30))
             .min(cap)
@@ -453,6 +457,9 @@ struct Mailbox {
     /// A doorbell is on its way: callers don't ring again until the reactor has emptied the
     /// mailbox, so the reactor's command channel never fills with doorbells.
     rung: std::sync::atomic::AtomicBool,
+    /// The reactor side is gone (see `ClientHandler`'s `Drop`); read and written under the
+    /// `submissions` lock, so no submission can slip in after the last one was answered.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 const MAILBOX_DOORBELL: u64 = 1;
@@ -473,6 +480,29 @@ impl ClientHandler {
                 self.mailbox.pending.fetch_sub(1, Ordering::SeqCst);
                 let _ = tx.send(c.result);
             }
+        }
+    }
+}
+
+impl Drop for ClientHandler {
+    /// However the reactor thread ends (a stop, or a panic in a callback), every request
+    /// accepted and not yet answered is answered `Closed`, and the caller-side count goes back
+    /// down with it: otherwise a dead reactor left its requests counted as pending forever, and
+    /// every later call failed with `Overloaded`.
+    fn drop(&mut self) {
+        let mut waiting = self
+            .mailbox
+            .submissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.mailbox.closed.store(true, Ordering::SeqCst);
+        let unanswered = waiting
+            .drain(..)
+            .map(|s| s.reply)
+            .chain(self.replies.drain().map(|(_, tx)| tx));
+        for tx in unanswered {
+            self.mailbox.pending.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(Err(RequestError::Closed));
         }
     }
 }
@@ -567,6 +597,7 @@ impl RequestClient {
             submissions: Mutex::new(VecDeque::new()),
             pending: AtomicUsize::new(0),
             rung: std::sync::atomic::AtomicBool::new(false),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let cap = config.pending_cap;
         let handler = ClientHandler {
@@ -598,7 +629,7 @@ impl RequestClient {
         let rx = self.submit(body, timeout)?;
         // The reactor enforces the deadline; the extra second only guards against a reactor
         // that has stopped.
-        rx.recv_timeout(timeout + Duration::from_secs(1))
+        rx.recv_timeout(timeout.saturating_add(Duration::from_secs(1)))
             .unwrap_or(Err(RequestError::Closed))
     }
 
@@ -619,23 +650,31 @@ impl RequestClient {
             });
         }
         let (tx, rx) = channel();
-        self.mailbox
-            .submissions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(Submission {
+        {
+            let mut waiting = self
+                .mailbox
+                .submissions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if self.mailbox.closed.load(Ordering::SeqCst) {
+                drop(waiting);
+                self.mailbox.pending.fetch_sub(1, Ordering::SeqCst);
+                return Err(RequestError::Closed);
+            }
+            waiting.push_back(Submission {
                 body,
                 timeout,
                 reply: tx,
             });
+        }
         if !self.mailbox.rung.swap(true, Ordering::SeqCst) {
             loop {
                 match self.handle.notify(MAILBOX_DOORBELL) {
                     Ok(()) => break,
                     // Only other commands can fill the channel; wait for the reactor a little.
                     Err(crate::HandleError::Full) => std::thread::sleep(Duration::from_micros(100)),
-                    // The reactor is gone: nothing will answer (the caller's wait ends with
-                    // `Closed`).
+                    // The reactor is gone. Its handler answers (and uncounts) what is left in
+                    // the mailbox, this request included, as it is dropped.
                     Err(_) => return Err(RequestError::Closed),
                 }
             }

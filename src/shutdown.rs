@@ -47,7 +47,7 @@ impl Engine {
             self.open
         );
         self.run = RunState::ShuttingDown {
-            deadline: self.now + grace,
+            deadline: self.now.checked_add(grace),
         };
         for peer in &self.peers {
             let _ = peer.shutdown(grace);

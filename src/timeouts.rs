@@ -25,7 +25,10 @@ impl Engine {
                 Due::ResumeAccept(key) => self.resume_accept(key),
             }
         }
-        if let RunState::ShuttingDown { deadline } = self.run {
+        if let RunState::ShuttingDown {
+            deadline: Some(deadline),
+        } = self.run
+        {
             if self.now >= deadline {
                 log::warn!(
                     "shutdown grace period over: dropping {} connections",
@@ -51,10 +54,13 @@ impl Engine {
         }
         if !conn.paused().is_empty() {
             // We are the ones not reading; the peer cannot make progress. Look again later.
-            self.timers.push(now + idle, Due::Idle(id));
+            self.timers.push_after(now, idle, Due::Idle(id));
             return;
         }
-        let deadline = conn.last_frame_at + idle;
+        // A deadline too far away to represent never comes.
+        let Some(deadline) = conn.last_frame_at.checked_add(idle) else {
+            return;
+        };
         if deadline > now {
             self.timers.push(deadline, Due::Idle(id));
             return;
@@ -77,8 +83,9 @@ impl Engine {
         };
         match conn.stall_since {
             None => conn.stall_armed = false,
-            Some(since) if since + timeout > now => {
-                self.timers.push(since + timeout, Due::WriteStall(id));
+            // Not yet due, or never (too far away to represent: then nothing is pushed).
+            Some(since) if since.checked_add(timeout).is_none_or(|d| d > now) => {
+                self.timers.push_after(since, timeout, Due::WriteStall(id));
             }
             Some(_) => {
                 let discarded = conn.queue.len();

@@ -8,16 +8,32 @@
 //!   A connection moves its own deadline forward without touching the heap (a field write
 //!   per frame); when the stale entry comes up, the reactor sees the later deadline and pushes
 //!   one new entry. So a busy connection costs one heap operation per timeout period, not one
-//!   per frame.
+//!   per frame. When a connection closes, its entries are cancelled the same lazy way
+//!   ([`Timers::cancel_conn`]).
 //!
-//! Invariant: [`Timers::next_deadline`] is never later than the earliest live deadline, so
-//! the poll timeout computed from it never sleeps through a timer.
+//! Lazy cancelling alone would let the heap grow with timers *set* rather than timers *live*
+//! (a million connections opened and reset in a minute would leave a million idle entries
+//! waiting for their deadlines). So the heap counts its stale entries, and when they outnumber
+//! the live ones (and [`COMPACT_FLOOR`]) it is rebuilt without them: O(n), paid for by the
+//! more than n/2 cancels since the last rebuild. Its allocation shrinks after a burst too.
+//!
+//! A deadline too far away to be represented (`now + Duration::MAX`) is "never": the timer is
+//! live, can be cancelled, and has no heap entry.
+//!
+//! Invariants: [`Timers::next_deadline`] is never later than the earliest live deadline, so
+//! the poll timeout computed from it never sleeps through a timer; `stale` is exactly the
+//! number of heap entries whose timer was cancelled; so the heap holds at most
+//! `2 * live + COMPACT_FLOOR` entries.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
-use std::time::Instant;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
+
+/// Stale entries tolerated before compacting, whatever the number of live ones: rebuilding a
+/// small heap often would cost more than the few entries it frees.
+pub(crate) const COMPACT_FLOOR: usize = 64;
 
 /// Identifies an application timer; returned by [`crate::Context::set_timer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +61,16 @@ pub(crate) enum Due {
     ResumeAccept(usize),
 }
 
+impl Due {
+    /// The connection this entry belongs to, if any: its entries die with it.
+    fn conn(&self) -> Option<ConnId> {
+        match *self {
+            Due::Idle(id) | Due::WriteStall(id) | Due::Linger(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     at: Instant,
@@ -57,26 +83,52 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Entry>>,
+    /// Application timers with a heap entry, not yet fired or cancelled.
     live_app: HashSet<TimerId>,
+    /// Application timers whose deadline is "never": live, but without a heap entry.
+    never_app: HashSet<TimerId>,
+    /// Heap entries per open connection. A closed connection's count moves to `stale`.
+    live_conn: HashMap<ConnId, u32>,
+    /// Heap entries whose timer was cancelled (see the module docs).
+    stale: usize,
     seq: u64,
 }
 
 impl Timers {
-    /// Schedules an application timer.
-    pub(crate) fn set_app(&mut self, at: Instant, data: u64) -> TimerId {
+    /// Schedules an application timer `after` from `now`; too far to represent is never.
+    pub(crate) fn set_app(&mut self, now: Instant, after: Duration, data: u64) -> TimerId {
+        self.seq += 1;
         let id = TimerId(self.seq);
-        self.live_app.insert(id);
-        self.push(at, Due::App(id, data));
+        match now.checked_add(after) {
+            Some(at) => {
+                self.live_app.insert(id);
+                self.push(at, Due::App(id, data));
+            }
+            None => {
+                self.never_app.insert(id);
+            }
+        }
         id
     }
 
     /// Cancels an application timer. Returns false if it had already fired or been cancelled.
     pub(crate) fn cancel_app(&mut self, id: TimerId) -> bool {
-        self.live_app.remove(&id)
+        if self.never_app.remove(&id) {
+            return true;
+        }
+        if !self.live_app.remove(&id) {
+            return false;
+        }
+        self.stale += 1;
+        self.compact_if_stale();
+        true
     }
 
     /// Schedules a connection timer entry.
     pub(crate) fn push(&mut self, at: Instant, due: Due) {
+        if let Some(conn) = due.conn() {
+            *self.live_conn.entry(conn).or_insert(0) += 1;
+        }
         self.seq += 1;
         self.heap.push(Reverse(Entry {
             at,
@@ -85,27 +137,110 @@ impl Timers {
         }));
     }
 
+    /// Schedules a connection timer entry `after` from `now`. A deadline too far away to be
+    /// represented is never reached, so nothing is scheduled.
+    pub(crate) fn push_after(&mut self, now: Instant, after: Duration, due: Due) {
+        if let Some(at) = now.checked_add(after) {
+            self.push(at, due);
+        }
+    }
+
+    /// A connection closed: its entries will never be acted on. They leave the heap when they
+    /// come up, or at the next compaction, whichever is first.
+    pub(crate) fn cancel_conn(&mut self, id: ConnId) {
+        if let Some(n) = self.live_conn.remove(&id) {
+            self.stale += n as usize;
+            self.compact_if_stale();
+        }
+    }
+
     /// The earliest deadline in the heap (possibly of a cancelled timer: waking early for
     /// nothing is harmless, sleeping late is not).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(e)| e.at)
     }
 
-    /// Pops the next entry due at or before `now`. Cancelled application timers are skipped.
+    /// Pops the next entry due at or before `now`. Cancelled timers are skipped.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at > now {
-                return None;
+                break;
             }
             let Reverse(e) = self.heap.pop()?;
-            if let Due::App(id, _) = e.due {
-                if !self.live_app.remove(&id) {
-                    continue;
-                }
+            if self.take_live(&e.due) {
+                return Some(e.due);
             }
-            return Some(e.due);
+            debug_assert!(self.stale > 0, "a cancelled entry that was not counted");
+            self.stale = self.stale.saturating_sub(1);
         }
+        // Nothing more due this turn: a good moment to hand back what a burst left behind.
+        self.shrink_if_sparse();
         None
+    }
+
+    /// Whether a popped entry is live, forgetting it as it goes.
+    fn take_live(&mut self, due: &Due) -> bool {
+        if let Due::App(id, _) = due {
+            return self.live_app.remove(id);
+        }
+        let Some(conn) = due.conn() else {
+            return true; // listener back-off: never cancelled
+        };
+        match self.live_conn.get_mut(&conn) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                self.live_conn.remove(&conn);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an entry still in the heap belongs to a live timer (without forgetting it).
+    fn is_live(&self, due: &Due) -> bool {
+        match (due, due.conn()) {
+            (Due::App(id, _), _) => self.live_app.contains(id),
+            (_, Some(conn)) => self.live_conn.contains_key(&conn),
+            (_, None) => true,
+        }
+    }
+
+    /// Rebuilds the heap without its stale entries once they outnumber the live ones.
+    fn compact_if_stale(&mut self) {
+        let live = self.heap.len().saturating_sub(self.stale);
+        if self.stale <= COMPACT_FLOOR || self.stale <= live {
+            return;
+        }
+        let mut heap = std::mem::take(&mut self.heap);
+        heap.retain(|Reverse(e)| self.is_live(&e.due));
+        self.heap = heap;
+        self.stale = 0;
+        self.shrink_if_sparse();
+    }
+
+    /// Gives memory back when the heap or the live sets use under a quarter of what they hold.
+    fn shrink_if_sparse(&mut self) {
+        fn sparse(len: usize, capacity: usize) -> bool {
+            capacity > 4 * len.max(COMPACT_FLOOR)
+        }
+        // Shrinking to twice the floor, not to nothing, so a small heap that empties and
+        // fills again each turn does not reallocate each turn.
+        let target = |len: usize| 2 * len.max(COMPACT_FLOOR);
+        if sparse(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(target(self.heap.len()));
+        }
+        if sparse(self.live_app.len(), self.live_app.capacity()) {
+            self.live_app.shrink_to(target(self.live_app.len()));
+        }
+        if sparse(self.never_app.len(), self.never_app.capacity()) {
+            self.never_app.shrink_to(target(self.never_app.len()));
+        }
+        if sparse(self.live_conn.len(), self.live_conn.capacity()) {
+            self.live_conn.shrink_to(target(self.live_conn.len()));
+        }
     }
 
     /// Entries in the heap, live or not (for figures and tests).
@@ -117,17 +252,18 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn timers_fire_in_deadline_order() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        let late = t.set_app(t0 + Duration::from_millis(20), 2);
-        let early = t.set_app(t0 + Duration::from_millis(10), 1);
-        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(10)));
+        let late = t.set_app(t0, 20 * MS, 2);
+        let early = t.set_app(t0, 10 * MS, 1);
+        assert_eq!(t.next_deadline(), Some(t0 + 10 * MS));
         assert_eq!(t.pop_due(t0), None);
-        let now = t0 + Duration::from_millis(30);
+        let now = t0 + 30 * MS;
         assert_eq!(t.pop_due(now), Some(Due::App(early, 1)));
         assert_eq!(t.pop_due(now), Some(Due::App(late, 2)));
         assert_eq!(t.pop_due(now), None);
@@ -137,7 +273,7 @@ mod tests {
     fn cancelled_timers_never_fire() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        let id = t.set_app(t0, 7);
+        let id = t.set_app(t0, Duration::ZERO, 7);
         assert!(t.cancel_app(id));
         assert!(!t.cancel_app(id));
         assert_eq!(t.pop_due(t0 + Duration::from_secs(1)), None);
@@ -148,9 +284,65 @@ mod tests {
     fn equal_deadlines_fire_in_the_order_they_were_set() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        let a = t.set_app(t0, 1);
-        let b = t.set_app(t0, 2);
+        let a = t.set_app(t0, Duration::ZERO, 1);
+        let b = t.set_app(t0, Duration::ZERO, 2);
         assert_eq!(t.pop_due(t0), Some(Due::App(a, 1)));
         assert_eq!(t.pop_due(t0), Some(Due::App(b, 2)));
+    }
+
+    #[test]
+    fn a_deadline_past_the_end_of_time_is_never_but_cancellable() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let id = t.set_app(t0, Duration::MAX, 1);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.next_deadline(), None);
+        t.push_after(t0, Duration::MAX, Due::Idle(ConnId::new(0, 1)));
+        assert_eq!(t.len(), 0);
+        assert!(t.cancel_app(id));
+        assert!(!t.cancel_app(id));
+    }
+
+    #[test]
+    fn a_closed_connections_entries_are_skipped() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let (a, b) = (ConnId::new(0, 1), ConnId::new(1, 2));
+        t.push(t0, Due::Idle(a));
+        t.push(t0, Due::WriteStall(a));
+        t.push(t0, Due::Idle(b));
+        t.cancel_conn(a);
+        assert_eq!(t.pop_due(t0), Some(Due::Idle(b)));
+        assert_eq!(t.pop_due(t0), None);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.stale, 0);
+    }
+
+    #[test]
+    fn cancelled_entries_never_outnumber_live_ones_past_the_floor() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let kept: Vec<_> = (0..10)
+            .map(|i| t.set_app(t0, 3600 * 1000 * MS, i))
+            .collect();
+        for i in 0..100_000u32 {
+            let id = t.set_app(t0, 3600 * 1000 * MS, 0);
+            assert!(t.cancel_app(id));
+            let conn = ConnId::new(i as usize % 7, i);
+            t.push_after(t0, 60 * 1000 * MS, Due::Idle(conn));
+            t.cancel_conn(conn);
+            assert!(t.len() <= 2 * kept.len() + COMPACT_FLOOR + 1);
+        }
+        assert!(
+            t.heap.capacity() <= 8 * COMPACT_FLOOR,
+            "{}",
+            t.heap.capacity()
+        );
+        // The survivors still fire, in order.
+        let later = t0 + 3600 * 1000 * MS;
+        for (i, id) in kept.into_iter().enumerate() {
+            assert_eq!(t.pop_due(later), Some(Due::App(id, i as u64)));
+        }
+        assert_eq!(t.pop_due(later), None);
     }
 }

@@ -327,7 +327,10 @@ fn ring<O>(shared: &Shared<O>, handle: &Handle) {
     }
     loop {
         match handle.notify(WORKERS_DOORBELL) {
-            Ok(()) | Err(HandleError::Stopped) | Err(HandleError::Encode) => return,
+            Ok(())
+            | Err(HandleError::Stopped | HandleError::Encode | HandleError::TooLarge { .. }) => {
+                return;
+            }
             Err(HandleError::Full) => std::thread::sleep(Duration::from_micros(200)),
         }
     }
