@@ -1,45 +1,52 @@
 //! The process-wide memory budget ([`crate::Config::queue_budget`]), and who pays when it binds.
 //!
-//! What it counts: every byte a connection keeps alive on our side. That is its write queue
-//! (replies the peer has not taken) *and* its read buffer's allocation (a frame in progress,
-//! frames not delivered yet); and the payloads other threads sent through a `Handle` that
-//! wait in the command channel. Per-connection limits bound one peer; this bounds all of them.
+//! What it counts ([`Engine::held`]): every byte kept alive on our side. That is each
+//! connection's write queue (replies the peer has not taken) and its read buffer's allocation
+//! (a frame in progress, frames not delivered yet), and the payloads other threads sent through
+//! a `Handle` that wait in the command channel. Per-connection limits bound one peer; this
+//! bounds all of them together.
 //!
-//! Who stops when it binds: not everyone. Pausing every connection would let a few hundred
-//! slow readers stop a client that holds nothing at all. So the budget is shared out: when the
-//! total reaches it, each connection holding memory gets an equal *fair share* of it, and the
-//! connections holding more than their share stop reading ([`PauseReason::Budget`]). One
-//! ordinary read buffer is not held against anyone: every connection needs one to make
-//! progress. While the total is *over* the budget the share is zero: only connections whose
-//! peers take their replies as fast as they come keep reading. A paused connection reads
-//! again as soon as its own holding is back under the line (its peer took its replies), or
-//! when the total falls to 3/4 of the budget.
+//! The two sides are governed at the moment each can still say no:
 //!
-//! While the budget binds, each connection is judged in O(1) whenever its holding grows
-//! (a send, a read); the O(connections) scan runs only when the budget starts to bind, when
-//! the total has grown by another eighth of it since the last scan, and when it stops binding.
+//! - **Write side: fair shares.** Replies grow a queue only while the connection reads
+//!   requests, so the lever is to stop reading it. Pausing everyone would let a few hundred slow
+//!   readers stop a client that holds nothing at all, so the budget is shared out instead: when
+//!   the total reaches it, each connection holding memory gets an equal *fair share*, and those
+//!   whose queue is above their share stop reading ([`PauseReason::Budget`]). While the total
+//!   is *over* the budget the share is zero: only connections whose peers take their replies as
+//!   fast as they come keep reading. A paused connection reads again as soon as its own queue
+//!   is back under the line (its peer took its replies), or when the total falls to 3/4.
+//! - **Read side: room before growth.** An ordinary read buffer ([`crate::conn::READ_ALLOC_KEEP`]) is
+//!   always granted: every connection needs one to make progress. A larger one (the rest of a
+//!   large frame) is granted before it is allocated, if the budget has room for it. If not,
+//!   the connection waits with its bytes in the kernel ([`PauseReason::ReadBudget`]), which
+//!   closes the peer's window: pausing a half-read frame would free nothing, so the decision
+//!   is made before the memory is taken. One connection at a time may *overdraw* the budget
+//!   for one frame, so a frame larger than what is free (or than the whole budget) still
+//!   completes, and waiting connections take that turn one after the other.
 //!
-//! The bound that follows: the total stays within the budget plus, per connection, one read
-//! buffer of at most [`READ_ALLOC_KEEP`] and what it took on before it was judged (one
-//! reply, one read).
+//! Costs: each connection is judged in O(1) when its queue grows or before its buffer grows;
+//! the O(connections) scan runs only when the budget starts to bind, when the total has grown by
+//! another eighth of it since the last scan, and when it stops binding.
+//!
+//! The bound that follows: the total stays within the budget, plus one maximum frame (the
+//! overdraft), plus per connection one ordinary read buffer and the replies to one read
+//! (what it took on before it was judged).
 
-use crate::conn::{ConnId, Connection, PauseReason, READ_ALLOC_KEEP, State};
+use crate::conn::{ConnId, Connection, PauseReason, State};
 use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
-/// What a connection holds: its queue and its read buffer's allocation.
-fn holding(conn: &Connection) -> usize {
-    conn.queue.len() + conn.read_charged
-}
-
-/// What a connection is judged on when the budget binds: its holding, less one ordinary read
-/// buffer. Every connection needs a read buffer to make progress, and a client that holds
-/// only that (a request being read, no replies piling up) must never be the one that stops.
+/// What a connection is judged on by the write side: its queue.
 fn judged(conn: &Connection) -> usize {
-    conn.queue.len() + conn.read_charged.saturating_sub(READ_ALLOC_KEEP)
+    conn.queue.len()
 }
 
-/// Brings the count of `conn`'s read buffer into `read_held`, without judging it (for
-/// connections that are closing, or when the caller applies the budget itself).
+/// Whether the budget may pause this connection (the others are closing anyway).
+fn pausable(conn: &Connection) -> bool {
+    matches!(conn.state(), State::Open | State::Connecting)
+}
+
+/// Brings the count of `conn`'s read buffer into `read_held`.
 pub(crate) fn charge_read(read_held: &mut usize, conn: &mut Connection) {
     let now_held = conn.read_buf.alloc();
     *read_held = *read_held + now_held - conn.read_charged;
@@ -53,10 +60,8 @@ impl Engine {
         self.queued + self.read_held + self.commands.bytes()
     }
 
-    /// A connection judged above this stops reading while the budget binds: its fair share,
-    /// or nothing at all while the total is over the budget. Over it, memory that is not
-    /// leaving must stop growing; a connection whose peer takes its replies as they come
-    /// (its queue empties at every flush) is relieved at once and never notices.
+    /// A queue above this stops its connection's reading while the budget binds: the fair
+    /// share, or nothing at all while the total is over the budget.
     fn budget_line(&self) -> usize {
         match self.config.queue_budget {
             Some(budget) if self.held() < budget => self.fair_share,
@@ -64,18 +69,10 @@ impl Engine {
         }
     }
 
-    /// Brings the count of `id`'s read buffer up to date (after a read, or a buffer taken
-    /// from or given back to the pool), then applies the budget to it.
-    pub(crate) fn recharge_read(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return;
-        };
-        charge_read(&mut self.read_held, conn);
-        self.apply_budget(id);
-    }
+    // ----- the write side ----------------------------------------------------------------
 
-    /// Called whenever `id`'s holding grew: starts binding if the total reached the budget,
-    /// or, while it binds, pauses `id` if it holds more than its share.
+    /// Called when `id`'s queue grew: starts binding if the total reached the budget, or, while
+    /// it binds, pauses `id` if its queue is above its share.
     pub(crate) fn apply_budget(&mut self, id: ConnId) {
         let Some(budget) = self.config.queue_budget else {
             return;
@@ -93,7 +90,7 @@ impl Engine {
         }
         let (line, now) = (self.budget_line(), self.now);
         if let Some(conn) = conn_mut(&mut self.slots, id) {
-            if judged(conn) > line && matches!(conn.state(), State::Open | State::Connecting) {
+            if judged(conn) > line && pausable(conn) {
                 conn.pause(PauseReason::Budget, now);
                 mark_dirty(&mut self.dirty, conn);
             }
@@ -101,12 +98,12 @@ impl Engine {
     }
 
     /// The budget binds: share it out among the connections holding memory, and pause those
-    /// above their share. O(connections).
+    /// whose queue is above their share. O(connections).
     fn bind_budget(&mut self, budget: usize) {
         let holders = self
             .slots
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Conn(c) if holding(c) > 0))
+            .filter(|(_, s)| matches!(s, Slot::Conn(c) if c.queue.len() + c.read_charged > 0))
             .count();
         self.budget_paused = true;
         self.fair_share = budget / holders.max(1);
@@ -115,7 +112,7 @@ impl Engine {
         let mut paused = 0;
         for (_, slot) in self.slots.iter_mut() {
             let Slot::Conn(conn) = slot else { continue };
-            if judged(conn) > line && matches!(conn.state(), State::Open | State::Connecting) {
+            if judged(conn) > line && pausable(conn) {
                 if conn.pause(PauseReason::Budget, now) {
                     paused += 1;
                 }
@@ -124,15 +121,15 @@ impl Engine {
         }
         log::warn!(
             "budget reached: {} bytes held ({} queued) by {holders} connections; \
-             fair share {} bytes; paused {paused} holding more",
+             fair share {} bytes; paused {paused} queueing more",
             self.held(),
             self.queued,
             self.fair_share
         );
     }
 
-    /// After `id`'s queue shrank: a connection paused by the budget reads again once it holds
-    /// no more than the line (its peer took its replies), even while others keep it binding.
+    /// After `id`'s queue shrank: a connection paused by the write side reads again once its
+    /// queue is back under the line, even while others keep the budget binding.
     pub(crate) fn budget_relieve(&mut self, id: ConnId) {
         if !self.budget_paused {
             return;
@@ -158,8 +155,8 @@ impl Engine {
                 .is_none_or(|b| self.held() <= b / 4 * 3)
     }
 
-    /// The budget no longer binds: every connection it paused reads again. O(connections),
-    /// once per binding.
+    /// The budget no longer binds: every connection it paused, on either side, may read
+    /// again. O(connections), once per binding.
     pub(crate) fn unbind_budget(&mut self) {
         self.budget_paused = false;
         self.fair_share = 0;
@@ -167,12 +164,96 @@ impl Engine {
         log::info!("budget: {} bytes held; reads resume", self.held());
         for (_, slot) in self.slots.iter_mut() {
             let Slot::Conn(conn) = slot else { continue };
-            if conn.resume(PauseReason::Budget, now) {
+            let a = conn.resume(PauseReason::Budget, now);
+            let b = conn.resume(PauseReason::ReadBudget, now);
+            if a || b {
                 if conn.has_pending_input() {
                     mark_ready(&mut self.ready, conn);
                 }
                 mark_dirty(&mut self.dirty, conn);
             }
+        }
+    }
+
+    // ----- the read side -----------------------------------------------------------------
+
+    /// Brings the count of `id`'s read buffer up to date after a read (which may have grown it
+    /// by what [`Engine::may_read`] granted).
+    pub(crate) fn recharge_read(&mut self, id: ConnId) {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            charge_read(&mut self.read_held, conn);
+            self.peak_held = self.peak_held.max(self.held());
+        }
+    }
+
+    /// Asked before every read: may `id` take the read buffer that read needs? Always yes for
+    /// an ordinary one; for a larger one, yes if the budget has room, or if the overdraft is
+    /// free (or already this connection's). Otherwise `id` waits, paused, in line for the
+    /// overdraft.
+    pub(crate) fn may_read(&mut self, id: ConnId) -> bool {
+        let Some(budget) = self.config.queue_budget else {
+            return true;
+        };
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return true;
+        };
+        let Some(alloc) = conn.read_growth_needed() else {
+            return true;
+        };
+        let growth = alloc.saturating_sub(conn.read_charged);
+        let frame = conn.frames_in;
+        if self.held() + growth <= budget || self.overdraft == Some((id, frame)) {
+            return true;
+        }
+        if self.overdraft_free() {
+            log::debug!("{id}: overdraws the budget by up to {growth} bytes for one frame");
+            self.overdraft = Some((id, frame));
+            return true;
+        }
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return true;
+        };
+        conn.pause(PauseReason::ReadBudget, self.now);
+        mark_dirty(&mut self.dirty, conn);
+        self.read_waiters.push_back(id);
+        false
+    }
+
+    /// Whether no connection is using the overdraft any more: its holder closed, or the
+    /// frame it was granted for is out (a grant is for one frame, so waiting connections take
+    /// turns even against a peer that sends nothing but large frames).
+    fn overdraft_free(&mut self) -> bool {
+        if let Some((holder, frame)) = self.overdraft {
+            let done = self
+                .conn_ref(holder)
+                .is_none_or(|c| c.frames_in > frame || !pausable(c));
+            if !done {
+                return false;
+            }
+            self.overdraft = None;
+        }
+        true
+    }
+
+    /// Once a turn: if the overdraft is free, the first connection waiting for it gets it and
+    /// reads again. O(1) but for waiters that closed or were resumed meanwhile, skipped once.
+    pub(crate) fn pass_overdraft(&mut self) {
+        while !self.read_waiters.is_empty() && self.overdraft_free() {
+            let Some(id) = self.read_waiters.pop_front() else {
+                return;
+            };
+            let now = self.now;
+            let Some(conn) = conn_mut(&mut self.slots, id) else {
+                continue;
+            };
+            if !conn.paused().contains(PauseReason::ReadBudget) {
+                continue;
+            }
+            self.overdraft = Some((id, conn.frames_in));
+            if conn.resume(PauseReason::ReadBudget, now) && conn.has_pending_input() {
+                mark_ready(&mut self.ready, conn);
+            }
+            mark_dirty(&mut self.dirty, conn);
         }
     }
 }

@@ -109,16 +109,22 @@ pub enum PauseReason {
     /// connection holds more than its fair share of it; it reads again when it holds less or
     /// the total falls back.
     Budget,
+    /// A frame in progress needs a read buffer larger than an ordinary one, and the budget
+    /// has no room for it now. Reading resumes when memory frees up, or when this connection's
+    /// turn comes to overdraw the budget for one frame (`budget.rs`). The bytes wait in the
+    /// kernel, so the peer feels it as a closed window.
+    ReadBudget,
     /// This connection's last message is parked because the worker queue is full
     /// ([`crate::Workers`]); reading resumes when the workers make room.
     Workers,
 }
 
 impl PauseReason {
-    const ALL: [PauseReason; 4] = [
+    const ALL: [PauseReason; 5] = [
         PauseReason::Application,
         PauseReason::WriteQueue,
         PauseReason::Budget,
+        PauseReason::ReadBudget,
         PauseReason::Workers,
     ];
 
@@ -128,6 +134,7 @@ impl PauseReason {
             PauseReason::WriteQueue => 2,
             PauseReason::Budget => 4,
             PauseReason::Workers => 8,
+            PauseReason::ReadBudget => 16,
         }
     }
 }
@@ -398,6 +405,15 @@ impl Connection {
         self.frames_in += 1;
         self.last_frame_at = now;
         Ok(Some(self.read_buf.take(len)))
+    }
+
+    /// The allocation the next read would need, if it needs a new one larger than an ordinary
+    /// read buffer: the rest of a large frame in progress (see [`Connection::read_some`]).
+    pub(crate) fn read_growth_needed(&self) -> Option<usize> {
+        let wanted = self.decoder.bytes_wanted(&self.read_buf).max(READ_CHUNK);
+        self.read_buf
+            .room_needed(wanted, READ_ALLOC_KEEP)
+            .filter(|&alloc| alloc > READ_ALLOC_KEEP)
     }
 
     /// One `recv` into the read buffer's spare capacity.

@@ -150,6 +150,11 @@ pub(crate) struct Engine {
     pub(crate) fair_share: usize,
     /// What was held at that moment; growing by another eighth of the budget shares anew.
     pub(crate) budget_scanned_at: usize,
+    /// The one connection allowed to overdraw the budget to finish a large frame, and its
+    /// frame count when granted: the grant ends with that frame.
+    pub(crate) overdraft: Option<(ConnId, u64)>,
+    /// Connections waiting for room to read a large frame, first come first served.
+    pub(crate) read_waiters: VecDeque<ConnId>,
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
     pub(crate) accept_log: crate::accept::LogLimiter,
@@ -241,6 +246,8 @@ impl Engine {
             budget_paused: false,
             fair_share: 0,
             budget_scanned_at: 0,
+            overdraft: None,
+            read_waiters: VecDeque::new(),
             counters: Counters::default(),
             accept_log: Default::default(),
             peers: Vec::new(),

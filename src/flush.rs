@@ -23,6 +23,7 @@ impl Engine {
     /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
     /// handling one batch of events goes out in as few `writev` calls as possible.
     pub(crate) fn flush_dirty(&mut self) {
+        self.pass_overdraft();
         loop {
             while let Some(id) = self.dirty.pop() {
                 let Some(conn) = conn_mut(&mut self.slots, id) else {

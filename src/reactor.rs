@@ -301,9 +301,17 @@ impl<H: Handler> Reactor<H> {
             if conn.read_buf.capacity() == 0 {
                 conn.read_buf = self.engine.pool.take();
             }
+            // A large frame's buffer is granted by the budget before it is allocated; if
+            // there is no room, the connection waits paused with its bytes in the kernel.
+            if !self.engine.may_read(id) {
+                return;
+            }
+            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
+                return;
+            };
             self.engine.counters.recv_calls += 1;
             let outcome = conn.read_some();
-            // The read may have grown the buffer: count it, and judge it against the budget.
+            // The read may have grown the buffer (as granted): count it.
             self.engine.recharge_read(id);
             let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
                 return;

@@ -100,6 +100,18 @@ impl ReadBuf {
         true
     }
 
+    /// The allocation [`ReadBuf::make_room`] would make for `wanted`, or `None` if it would
+    /// reuse the one it has.
+    pub(crate) fn room_needed(&self, wanted: usize, keep_max: usize) -> Option<usize> {
+        let spare = self.bytes.capacity() - self.bytes.len();
+        if spare >= wanted / 2
+            || (self.alloc <= keep_max && self.alloc >= self.bytes.len() + wanted)
+        {
+            return None;
+        }
+        Some(self.bytes.len() + wanted)
+    }
+
     /// Cuts the first `len` bytes off as a payload: a view into the allocation when that pins
     /// at most twice the payload (or the payload is small, see [`VIEW_ALWAYS`]), else a copy.
     pub(crate) fn take(&mut self, len: usize) -> Bytes {
