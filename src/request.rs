@@ -315,7 +315,12 @@ impl Requests {
 
     /// Pass [`Handler::on_timer`] here, every timer (the ones that are not this client's are
     /// ignored, whatever their data). Returns requests whose deadline passed.
-    pub fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, data: u64) -> Vec<Completion> {
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        timer: TimerId,
+        data: u64,
+    ) -> Vec<Completion> {
         if self.reconnect == Some(timer) {
             self.reconnect = None;
             if !self.closed {
@@ -324,8 +329,9 @@ impl Requests {
             return Vec::new();
         }
         // A deadline carries its request's id as data; the timer id proves it is ours.
-        if !self.pending.get(&data).is_some_and(|p| p.deadline == timer) {
-            return Vec::new();
+        match self.pending.get(&data) {
+            Some(p) if p.deadline == timer => {}
+            _ => return Vec::new(),
         }
         let Some(p) = self.pending.remove(&data) else {
             return Vec::new();

@@ -28,7 +28,6 @@
 //!   shutdown of the reactor keeps it open, within the grace period, so those replies are
 //!   delivered ([`Context::work_started`]).
 
-
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -137,7 +136,7 @@ pub struct WorkerFigures {
 ///         for (conn, result) in w.completed(ctx) {
 ///             let _ = match result {
 ///                 Ok(reply) => ctx.send_payload(conn, reply.into_bytes()),
-///                 Err(panicked) => ctx.send(conn, &serde_json::json!({"error": "internal"})),
+///                 Err(_panicked) => ctx.send(conn, &serde_json::json!({"error": "internal"})),
 ///             };
 ///         }
 ///     }

@@ -50,7 +50,8 @@ impl Handler for TwoClients {
         self.a.request(ctx, json!({"from": "a"}), 1, short).unwrap();
         self.b.request(ctx, json!({"from": "b"}), 2, long).unwrap();
         let early = Duration::from_millis(30);
-        self.app_timers.push(ctx.set_timer(early, OLD_DEADLINE_OF_REQUEST_1));
+        self.app_timers
+            .push(ctx.set_timer(early, OLD_DEADLINE_OF_REQUEST_1));
         self.app_timers.push(ctx.set_timer(early, 1));
     }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
@@ -71,7 +72,10 @@ impl Handler for TwoClients {
         let mut done = self.a.on_timer(ctx, timer, data);
         done.extend(self.b.on_timer(ctx, timer, data));
         if self.app_timers.contains(&timer) {
-            assert!(done.is_empty(), "an application timer finished requests: {done:?}");
+            assert!(
+                done.is_empty(),
+                "an application timer finished requests: {done:?}"
+            );
         }
         self.record(done);
     }
@@ -111,7 +115,11 @@ fn two_request_clients_and_an_app_timer_never_take_each_others_timers() {
         assert_eq!((a.0, &a.1), (1, &Err(RequestError::TimedOut)));
         assert_eq!((b.0, &b.1), (2, &Err(RequestError::TimedOut)));
         assert!(a.2 >= Duration::from_millis(300), "a finished at {:?}", a.2);
-        assert!(b.2 >= Duration::from_millis(1500), "b finished at {:?}", b.2);
+        assert!(
+            b.2 >= Duration::from_millis(1500),
+            "b finished at {:?}",
+            b.2
+        );
     });
 }
 
@@ -132,7 +140,11 @@ impl Handler for TwoPools {
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Value) {
         let n = msg["n"].as_i64().unwrap_or(0);
-        let pool = if msg["pool"] == "a" { &mut self.a } else { &mut self.b };
+        let pool = if msg["pool"] == "a" {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
         pool.as_mut().expect("started").submit(ctx, conn, n);
     }
     fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
@@ -167,7 +179,11 @@ fn two_pools_and_the_apps_doorbells_each_answer_only_their_own() {
             let pool = if n % 3 == 0 { "a" } else { "b" };
             peer.send(&json!({"pool": pool, "n": n}));
             let want = if pool == "a" { 2 * n } else { -n };
-            assert_eq!(peer.recv(), json!({"pool": pool, "result": want}), "n = {n}");
+            assert_eq!(
+                peer.recv(),
+                json!({"pool": pool, "result": want}),
+                "n = {n}"
+            );
         }
         assert_eq!(*rings.lock().unwrap(), vec![OLD_WORKERS_DOORBELL, 7]);
         // Doorbells the library hands out stay out of the application's half of the range.

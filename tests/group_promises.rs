@@ -11,10 +11,13 @@ use common::{Peer, bounded};
 use highwater::{Config, ConnId, Context, Handler, RawJson, ReactorGroup};
 use serde_json::json;
 
+/// The ids each reactor opened, with the reactor's index.
+type Opened = Arc<Mutex<Vec<(usize, ConnId)>>>;
+
 /// Echoes, records the ids it opens (with its reactor's index), and panics on `"panic"`.
 struct Recorder {
     index: usize,
-    opened: Arc<Mutex<Vec<(usize, ConnId)>>>,
+    opened: Opened,
 }
 
 impl Handler for Recorder {
@@ -30,7 +33,7 @@ impl Handler for Recorder {
     }
 }
 
-fn start(reactors: usize, config: Config) -> (ReactorGroup<Recorder>, Arc<Mutex<Vec<(usize, ConnId)>>>) {
+fn start(reactors: usize, config: Config) -> (ReactorGroup<Recorder>, Opened) {
     let opened = Arc::new(Mutex::new(Vec::new()));
     let shared = opened.clone();
     let group = ReactorGroup::start(reactors, config, "127.0.0.1:0".parse().unwrap(), |index| {
@@ -59,7 +62,11 @@ fn with_64_reactors_no_reactor_accepts_another_ones_conn_id() {
         assert_eq!(ids.len(), N);
         let mut owners: Vec<usize> = ids.iter().map(|&(r, _)| r).collect();
         owners.sort_unstable();
-        assert_eq!(owners, (0..N).collect::<Vec<_>>(), "one connection per reactor");
+        assert_eq!(
+            owners,
+            (0..N).collect::<Vec<_>>(),
+            "one connection per reactor"
+        );
         // Ask every reactor about every id: only the owner knows it.
         for (r, handle) in group.handles().iter().enumerate() {
             let ids = ids.clone();
@@ -113,16 +120,20 @@ fn panic_on_reactor(victim: usize) {
         assert!(!group.is_finished());
 
         peers[victim].send(&json!("panic"));
-        wait_until(Duration::from_secs(10), "the group reports the panic", || {
-            group.is_finished()
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "the group reports the panic",
+            || group.is_finished(),
+        );
         // The survivor was stopped too: its connection closes.
         peers[1 - victim].expect_closed();
         peers[victim].expect_closed();
         // Nothing is left counted against max_connections.
-        wait_until(Duration::from_secs(10), "the open count returns to 0", || {
-            group.open_connections() == 0
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "the open count returns to 0",
+            || group.open_connections() == 0,
+        );
         let err = match group.join() {
             Ok(_) => panic!("join must report the panic"),
             Err(e) => e.to_string(),

@@ -74,7 +74,10 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit in {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit in {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -98,9 +101,17 @@ fn mixed_batch() -> Vec<u8> {
 
 fn assert_mixed_replies(peer: &mut Peer, round: usize) {
     assert_eq!(peer.recv(), json!({"a": 1}), "round {round}: reply 0");
-    assert_eq!(peer.recv()["error"], "invalid_json", "round {round}: reply 1");
+    assert_eq!(
+        peer.recv()["error"],
+        "invalid_json",
+        "round {round}: reply 1"
+    );
     assert_eq!(peer.recv(), json!({"b": 2}), "round {round}: reply 2");
-    assert_eq!(peer.recv()["error"], "invalid_json", "round {round}: reply 3");
+    assert_eq!(
+        peer.recv()["error"],
+        "invalid_json",
+        "round {round}: reply 3"
+    );
 }
 
 #[test]
@@ -123,14 +134,8 @@ fn server_example_with_workers_replies_in_request_order_errors_included() {
 fn server_example_answers_jobs_at_the_workers_when_terminated() {
     bounded(Duration::from_secs(60), || {
         const N: usize = 5;
-        let (mut srv, addr) = Running::start(&[
-            "--reactors",
-            "1",
-            "--workers",
-            "1",
-            "--work-us",
-            "100000",
-        ]);
+        let (mut srv, addr) =
+            Running::start(&["--reactors", "1", "--workers", "1", "--work-us", "100000"]);
         let mut peer = Peer::connect(addr);
         let mut wire = Vec::new();
         for i in 0..N {

@@ -52,7 +52,10 @@ impl Handler for Pool {
         ));
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Value) {
-        self.workers.as_mut().expect("started").submit(ctx, conn, msg);
+        self.workers
+            .as_mut()
+            .expect("started")
+            .submit(ctx, conn, msg);
     }
     fn on_bad_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DecodeError) {
         let reply: Value = serde_json::from_slice(&error.reply()).expect("the reply is JSON");
@@ -65,7 +68,8 @@ impl Handler for Pool {
         let w = self.workers.as_mut().expect("started");
         assert!(w.is_doorbell(value), "nobody else rings here");
         for (conn, result) in w.completed(ctx) {
-            let reply = result.unwrap_or_else(|p| json!({"error": "panicked", "message": p.message}));
+            let reply =
+                result.unwrap_or_else(|p| json!({"error": "panicked", "message": p.message}));
             let _ = ctx.send(conn, &reply);
         }
         *self.figures.lock().unwrap() = w.figures();
@@ -126,7 +130,10 @@ fn when_every_job_panics_nothing_is_parked_and_every_request_is_answered() {
         let f = *figures.lock().unwrap();
         assert_eq!(f.panicked, N as u64, "{f:?}");
         assert_eq!((f.parked, f.in_flight, f.held), (0, 0, 0), "{f:?}");
-        assert!(f.pauses > 0, "the pool was full at times, as it should be: {f:?}");
+        assert!(
+            f.pauses > 0,
+            "the pool was full at times, as it should be: {f:?}"
+        );
     });
 }
 
