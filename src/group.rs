@@ -12,8 +12,10 @@
 //! second, which is where a per-core `SO_REUSEPORT` listener would take over.
 //!
 //! A [`crate::ConnId`] belongs to the reactor that reported it: send to it through that
-//! reactor's [`crate::Context`] or handle (`ctx.handle()`). Each reactor numbers its
-//! connections in its own range, so an id given to the wrong reactor is refused as stale.
+//! reactor's [`crate::Context`] or handle (`ctx.handle()`). Every reactor draws its connections'
+//! generations from one counter shared by the group, so no two connections of the group ever
+//! carry the same id, however many reactors there are, and an id given to the wrong reactor is
+//! refused as stale.
 //!
 //! `max_connections` holds for the group: an atomic counter shared by the reactors is updated
 //! when a connection opens or closes (never per message). Other limits (`queue_budget`) apply
