@@ -183,3 +183,28 @@ fn a_graceful_shutdown_delivers_the_replies_of_jobs_at_the_workers() {
         server.join();
     });
 }
+
+#[test]
+fn replies_held_behind_a_slow_job_are_bounded_by_pausing_the_connection() {
+    bounded(Duration::from_secs(20), || {
+        const BAD: usize = 10;
+        let (pool, figures) = Pool::new(1, 2);
+        let server = Server::start(Config::default(), pool);
+        let mut peer = Peer::connect(server.addr);
+        // One slow job, then a burst of undecodable frames: their replies must wait behind it,
+        // and once the pool's bound is reached the connection stops reading instead of
+        // holding more of them.
+        let mut wire = frame(json!({"n": 0, "ms": 200}).to_string().as_bytes());
+        for _ in 0..BAD {
+            wire.extend(frame(b""));
+        }
+        peer.stream.write_all(&wire).unwrap();
+        assert_eq!(peer.recv(), json!({"n": 0, "ms": 200}));
+        for i in 0..BAD {
+            assert_eq!(peer.recv()["error"], "invalid_json", "error reply {i}");
+        }
+        let f = *figures.lock().unwrap();
+        assert!(f.pauses >= 1, "the held replies reached the bound: {f:?}");
+        assert_eq!((f.held, f.in_flight), (0, 0), "{f:?}");
+    });
+}
