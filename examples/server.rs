@@ -22,9 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use highwater::{
-    CloseReason, Config, ConnId, Context, Handler, RawJson, ReactorGroup, TimerId,
-    WORKERS_DOORBELL, Workers,
+    CloseReason, Config, ConnId, Context, DecodeError, Handler, RawJson, ReactorGroup, TimerId,
+    Workers,
 };
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--mode echo|sink]
@@ -64,11 +65,18 @@ struct Server {
     process: Option<(u64, Duration)>,
     counts: HashMap<ConnId, Counts>,
     offload: Option<Offload>,
-    workers: Option<Workers<RawJson, RawJson>>,
+    workers: Option<Workers<RawJson, Done>>,
     /// Jobs handed to the workers and not yet back, per connection.
     outstanding: HashMap<ConnId, u64>,
     /// Connections whose peer half-closed while jobs were still out: finish when they return.
     finishing: HashSet<ConnId>,
+}
+
+/// What comes back through the workers' ordered results: a message whose work is done, or an
+/// error reply the reactor thread made at once but that must wait for the replies before it.
+enum Done {
+    Message(RawJson),
+    Reply(Bytes),
 }
 
 /// Simulated CPU work: spin for `work` on a worker thread.
@@ -127,7 +135,7 @@ impl Handler for Server {
                 o.queue,
                 move |msg| {
                     busy(o.work);
-                    msg
+                    Done::Message(msg)
                 },
             ));
         }
@@ -145,15 +153,48 @@ impl Handler for Server {
         }
     }
 
-    fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
-        if value != WORKERS_DOORBELL {
-            return;
+    fn on_bad_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DecodeError) {
+        log::debug!("{conn}: {error}");
+        // The error reply carries no id: a client can only tell which request failed by the
+        // order of the replies. With jobs of this connection still at the workers, it takes
+        // its turn behind them.
+        let reply = match self.workers.as_mut() {
+            Some(w) => match w.submit_ready(ctx, conn, Done::Reply(error.reply())) {
+                Some(Done::Reply(now)) => Some(now),
+                Some(Done::Message(_)) => None, // we handed in a reply; it comes back as one
+                None => {
+                    *self.outstanding.entry(conn).or_default() += 1;
+                    None
+                }
+            },
+            None => Some(error.reply()),
+        };
+        if let Some(reply) = reply {
+            if let Err(e) = ctx.send_payload(conn, reply) {
+                log::debug!("{conn}: invalid_json reply dropped: {e}");
+            }
         }
-        let Some(done) = self.workers.as_mut().map(|w| w.completed(ctx)) else {
+    }
+
+    fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
+        let Some(w) = self.workers.as_mut().filter(|w| w.is_doorbell(value)) else {
             return;
         };
-        for (conn, msg) in done {
-            self.handle(ctx, conn, msg);
+        for (conn, result) in w.completed(ctx) {
+            match result {
+                Ok(Done::Message(msg)) => self.handle(ctx, conn, msg),
+                Ok(Done::Reply(reply)) => {
+                    if let Err(e) = ctx.send_payload(conn, reply) {
+                        log::debug!("{conn}: error reply dropped: {e}");
+                    }
+                }
+                // Our work never panics; if it did, the client still gets one reply in that
+                // request's place, so the replies after it keep their meaning.
+                Err(panicked) => {
+                    log::error!("{conn}: {panicked}");
+                    let _ = ctx.send(conn, &serde_json::json!({"error": "internal"}));
+                }
+            }
             let left = self.outstanding.entry(conn).or_default();
             *left -= 1;
             if *left == 0 {

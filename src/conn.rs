@@ -249,6 +249,9 @@ pub(crate) struct Connection {
     /// Close once the buffered frames and what the kernel already holds have been read
     /// (graceful shutdown of the reactor).
     pub(crate) finish_reading: bool,
+    /// Replies the application is still computing elsewhere (`Context::work_started`): a
+    /// graceful shutdown does not close the connection for reading out while this is above 0.
+    pub(crate) work_pending: u32,
     /// The application heard `on_open` (or started the connect) and will hear `on_close`.
     /// False for connections turned away with `busy`.
     pub(crate) reported: bool,
@@ -303,6 +306,7 @@ impl Connection {
             stall_armed: false,
             close_reason: None,
             finish_reading: false,
+            work_pending: 0,
             reported: true,
             frames_in: 0,
             bytes_in: 0,

@@ -79,6 +79,21 @@ impl<'a> Context<'a> {
         self.engine.resume(conn, reason)
     }
 
+    /// Tells the reactor that a reply to `conn` is being computed elsewhere (another thread):
+    /// a graceful shutdown keeps `conn` open, within its grace period, until a matching
+    /// [`Context::work_finished`], so the reply is delivered. [`crate::Workers`] calls both
+    /// for each job. Nothing else changes: reading, closing and timeouts go on as usual.
+    pub fn work_started(&mut self, conn: ConnId) {
+        self.engine.work_started(conn);
+    }
+
+    /// The reply announced by [`Context::work_started`] has been produced (send it before
+    /// this callback returns). Once nothing is pending, a connection that a graceful shutdown
+    /// has read out closes.
+    pub fn work_finished(&mut self, conn: ConnId) {
+        self.engine.work_finished(conn);
+    }
+
     /// Closes `conn` gracefully: no more messages are delivered, everything queued is sent,
     /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed, with
     /// [`CloseReason::PeerClosed`] if the peer had already half-closed, else

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,7 +36,6 @@ use crate::conn::{ConnId, Connection, PauseReason, State};
 use crate::frame::FrameError;
 use crate::handle::{self, Handle, Inbox};
 use crate::handler::CloseReason;
-use crate::message::DecodeError;
 use crate::reply::ErrorReply;
 use crate::stats::{ConnFigures, ReactorFigures};
 use crate::timer::{Due, TimerId, Timers};
@@ -116,6 +115,9 @@ pub(crate) struct Engine {
     pub(crate) config: Config,
     pub(crate) slots: Slab<Slot>,
     generation: u32,
+    /// In a group: the generation counter every reactor of the group draws from, so no two
+    /// connections of the group ever carry the same generation (see `share_generations`).
+    group_generation: Option<Arc<AtomicU32>>,
     /// The time at the start of this turn; one `Instant::now()` per wake-up, not per frame.
     pub(crate) now: Instant,
     pub(crate) timers: Timers,
@@ -225,6 +227,7 @@ impl Engine {
             config,
             slots: Slab::new(),
             generation: 0,
+            group_generation: None,
             now: Instant::now(),
             timers: Timers::default(),
             ready: VecDeque::new(),
@@ -272,16 +275,31 @@ impl Engine {
         self.handle.clone()
     }
 
-    /// Starts this reactor's generations at `index << 28`, so that in a group no two reactors
-    /// hand out the same `ConnId` (until 2^28 connections wrap), and an id used on the wrong
-    /// reactor's handle is refused as stale instead of reaching a stranger.
-    pub(crate) fn set_generation_base(&mut self, index: usize) {
-        self.generation = (index as u32) << 28;
+    /// Draws this reactor's generations from a counter shared by the whole group, so that no
+    /// two reactors hand out the same `ConnId` whatever their number (until 2^32 connections
+    /// of the group wrap the counter, as for one reactor alone), and an id used on the wrong
+    /// reactor's handle is refused as stale instead of reaching a stranger. One atomic add per
+    /// connection opened, never per message. (Ranges carved out of the `u32` per reactor would
+    /// overlap once there are more reactors than ranges.)
+    pub(crate) fn share_generations(&mut self, counter: Arc<AtomicU32>) {
+        self.group_generation = Some(counter);
     }
 
     pub(crate) fn next_generation(&mut self) -> u32 {
-        self.generation = self.generation.wrapping_add(1);
+        self.generation = match &self.group_generation {
+            Some(shared) => shared.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
+            None => self.generation.wrapping_add(1),
+        };
         self.generation
+    }
+
+    /// After a panic unwound out of this reactor's loop: its connections are gone with it, so
+    /// the group's open count gives back this reactor's share.
+    pub(crate) fn abandon_group_share(&mut self) {
+        if let Some(n) = &self.group_open {
+            n.fetch_sub(self.open, Ordering::Relaxed);
+        }
+        self.open = 0;
     }
 
     pub(crate) fn conn(&mut self, id: ConnId) -> Option<&mut Connection> {
@@ -376,14 +394,6 @@ impl Engine {
         self.peak_queued = self.peak_queued.max(self.queued);
         self.apply_budget(id);
         Ok(pressure)
-    }
-
-    /// The contract's reply to a payload that is not JSON; the connection stays open.
-    pub(crate) fn reply_invalid_json(&mut self, id: ConnId, error: &DecodeError) {
-        self.counters.invalid_frames += 1;
-        if let Err(e) = self.send_json(id, &ErrorReply::invalid_json(error.detail())) {
-            log::debug!("{id}: invalid_json reply not queued: {e}");
-        }
     }
 
     /// A framing error is fatal for the stream: reply if possible, then close.

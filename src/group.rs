@@ -12,8 +12,10 @@
 //! second, which is where a per-core `SO_REUSEPORT` listener would take over.
 //!
 //! A [`crate::ConnId`] belongs to the reactor that reported it: send to it through that
-//! reactor's [`crate::Context`] or handle (`ctx.handle()`). Each reactor numbers its
-//! connections in its own range, so an id given to the wrong reactor is refused as stale.
+//! reactor's [`crate::Context`] or handle (`ctx.handle()`). Every reactor draws its connections'
+//! generations from one counter shared by the group, so no two connections of the group ever
+//! carry the same id, however many reactors there are, and an id given to the wrong reactor is
+//! refused as stale.
 //!
 //! `max_connections` holds for the group: an atomic counter shared by the reactors is updated
 //! when a connection opens or closes (never per message). Other limits (`queue_budget`) apply
@@ -21,10 +23,23 @@
 //!
 //! Shutdown and stop are passed on: a signal or [`ReactorGroup::shutdown`] on the group stops
 //! every reactor.
+//!
+//! A panic stops the whole group. If a handler (or anything else on a reactor's thread)
+//! panics, the panic is caught on that thread, which gives back its share of the group's
+//! open-connection count and stops every other reactor at once (as [`Handle::stop`] does:
+//! their connections are dropped, not drained). [`ReactorGroup::is_finished`] is true from
+//! that moment, and [`ReactorGroup::join`] returns an error naming the reactor and the panic
+//! message. Why not carry on without it? A group with a dead acceptor accepts nothing while
+//! looking alive, and one with a dead worker reactor keeps handing connections to a thread
+//! that will never serve them; the handler's own state may be half-updated too. Ending the
+//! process's serving loudly lets a supervisor restart it whole. A reactor whose `run` fails
+//! with an I/O error stops the group the same way.
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -62,6 +77,10 @@ pub struct ReactorGroup<H: Handler + Send + 'static> {
     addr: SocketAddr,
     handles: Vec<Handle>,
     threads: Vec<JoinHandle<io::Result<H>>>,
+    /// Set by the first reactor that panics or fails; the others are being stopped.
+    failed: Arc<AtomicBool>,
+    /// Open connections across the group (`max_connections`).
+    open: Arc<AtomicUsize>,
 }
 
 impl<H: Handler + Send + 'static> ReactorGroup<H> {
@@ -89,11 +108,13 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             .map(|i| Reactor::new(config.clone(), make(i)))
             .collect::<io::Result<Vec<_>>>()?;
         let handles: Vec<Handle> = all.iter().map(Reactor::handle).collect();
-        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for (i, r) in all.iter_mut().enumerate() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let generations = Arc::new(AtomicU32::new(0));
+        for r in all.iter_mut() {
             r.count_open_in(open.clone());
-            r.set_generation_base(i);
+            r.share_generations(generations.clone());
         }
+        let failed = Arc::new(AtomicBool::new(false));
         let first = &mut all[0];
         let addr = first.listen(addr)?;
         if let Some(grace) = shutdown_on_signals {
@@ -105,14 +126,34 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             .enumerate()
             .map(|(i, mut reactor)| {
                 let start = thread_start.clone();
+                let (group, failed) = (handles.clone(), failed.clone());
                 std::thread::Builder::new()
                     .name(format!("highwater-reactor-{i}"))
                     .spawn(move || {
-                        if let Some(f) = start {
-                            f(i);
+                        let ran = catch_unwind(AssertUnwindSafe(|| {
+                            if let Some(f) = start {
+                                f(i);
+                            }
+                            reactor.run()
+                        }));
+                        let error = match ran {
+                            Ok(Ok(())) => return Ok(reactor.into_handler()),
+                            Ok(Err(e)) => io::Error::new(e.kind(), format!("reactor {i}: {e}")),
+                            Err(panic) => {
+                                reactor.abandon_group_share();
+                                let message = crate::workers::panic_message(panic.as_ref());
+                                io::Error::other(format!("reactor {i} panicked: {message}"))
+                            }
+                        };
+                        // The policy in the module docs: one reactor down stops them all.
+                        failed.store(true, Ordering::SeqCst);
+                        log::error!("{error}; stopping the group");
+                        for (j, h) in group.iter().enumerate() {
+                            if j != i {
+                                let _ = h.stop();
+                            }
                         }
-                        reactor.run()?;
-                        Ok(reactor.into_handler())
+                        Err(error)
                     })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -120,6 +161,8 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             addr,
             handles,
             threads,
+            failed,
+            open,
         })
     }
 
@@ -160,13 +203,19 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
         }
     }
 
-    /// Whether every reactor has finished.
+    /// Whether the group has stopped serving: every reactor has finished, or one of them
+    /// panicked or failed (the others are stopping; see the module docs).
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(JoinHandle::is_finished)
+        self.failed.load(Ordering::SeqCst) || self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Connections open across the group now, as counted against `max_connections`.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Waits for every reactor to finish; returns their handlers in index order, or the first
-    /// error.
+    /// error (`"reactor N panicked: …"` if a handler panicked).
     pub fn join(self) -> io::Result<Vec<H>> {
         self.threads
             .into_iter()

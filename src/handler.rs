@@ -58,11 +58,17 @@ pub trait Handler {
     /// One message arrived. Messages from one connection arrive in order.
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Self::Message);
 
-    /// A payload was not valid JSON. The reactor has already queued the contract's
-    /// `{"error":"invalid_json",…}` reply; the connection stays open.
+    /// A payload was not valid JSON; the connection stays open. The default queues the
+    /// contract's `{"error":"invalid_json",…}` reply ([`DecodeError::reply`]) at once. A
+    /// handler whose other replies are still being computed (on [`crate::Workers`], say)
+    /// overrides this to send it in its turn, so that replies keep request order: error frames
+    /// carry no id, and order is how a client tells which request failed. A handler that
+    /// overrides this sends the reply itself.
     fn on_bad_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DecodeError) {
-        let _ = ctx;
         log::debug!("{conn}: {error}");
+        if let Err(e) = ctx.send_payload(conn, error.reply()) {
+            log::debug!("{conn}: invalid_json reply not queued: {e}");
+        }
     }
 
     /// The write queue fell to its low-water mark after reaching its high-water mark: the

@@ -41,6 +41,16 @@ impl DecodeError {
     pub fn detail(&self) -> &str {
         &self.detail
     }
+
+    /// The contract's reply to this error, `{"error":"invalid_json","detail":…}`, as a payload
+    /// for [`crate::Context::send_payload`]. [`crate::Handler::on_bad_message`] sends it by
+    /// default; a handler that keeps replies in request order (see
+    /// [`crate::Workers::submit_ready`]) sends it in its turn instead.
+    pub fn reply(&self) -> Bytes {
+        // Serialising a struct of strings cannot fail.
+        serde_json::to_vec(&crate::reply::ErrorReply::invalid_json(&self.detail))
+            .map_or_else(|_| Bytes::new(), Bytes::from)
+    }
 }
 
 impl fmt::Display for DecodeError {

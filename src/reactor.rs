@@ -114,9 +114,18 @@ impl<H: Handler> Reactor<H> {
         self.engine.peers = peers;
     }
 
-    /// Gives this reactor its own range of connection generations (see `ReactorGroup`).
-    pub(crate) fn set_generation_base(&mut self, index: usize) {
-        self.engine.set_generation_base(index);
+    /// Draws connection generations from the group's shared counter (see `ReactorGroup`).
+    pub(crate) fn share_generations(
+        &mut self,
+        counter: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    ) {
+        self.engine.share_generations(counter);
+    }
+
+    /// Gives back this reactor's share of the group's counters after a panic unwound out of
+    /// `run` (see `ReactorGroup`).
+    pub(crate) fn abandon_group_share(&mut self) {
+        self.engine.abandon_group_share();
     }
 
     /// Counts open connections in `counter`, shared by every reactor of a group, so that
@@ -346,7 +355,11 @@ impl<H: Handler> Reactor<H> {
     /// During a graceful shutdown, a connection that has read everything its peer sent is
     /// closed (gracefully: its replies are still delivered).
     fn finish_reading_if_shutting_down(&mut self, id: ConnId) {
-        if self.engine.conn(id).is_some_and(|c| c.finish_reading) {
+        if self
+            .engine
+            .conn(id)
+            .is_some_and(|c| c.finish_reading && c.work_pending == 0)
+        {
             self.engine.close(id, CloseReason::Shutdown);
         }
     }
@@ -358,7 +371,7 @@ impl<H: Handler> Reactor<H> {
                 .handler
                 .on_message(&mut Context::new(&mut self.engine), id, msg),
             Err(e) => {
-                self.engine.reply_invalid_json(id, &e);
+                self.engine.counters.invalid_frames += 1;
                 self.handler
                     .on_bad_message(&mut Context::new(&mut self.engine), id, &e);
             }

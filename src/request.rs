@@ -43,11 +43,6 @@ use crate::timer::TimerId;
 /// The name of the field that carries a request's id, in the request and in its reply.
 pub const ID_FIELD: &str = "id";
 
-/// Timer data marks: the top 16 bits say "this timer is the request client's".
-const DEADLINE_MARK: u64 = 0x5245 << 48; // "RE"
-const RECONNECT_MARK: u64 = 0x5243 << 48; // "RC"
-const MARK_MASK: u64 = 0xFFFF << 48;
-
 /// How a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -164,6 +159,10 @@ pub struct Requests {
     /// Ids waiting for a connection to be sent on, oldest first.
     unsent: VecDeque<u64>,
     attempt: u32,
+    /// The pending reconnection timer. Timers are recognised by the [`TimerId`] the reactor
+    /// handed out, never by bits in their data, so two `Requests` in one handler, or an
+    /// application timer carrying any data, cannot be taken for this one's.
+    reconnect: Option<TimerId>,
     rng: u64,
     closed: bool,
     figures: RequestFigures,
@@ -186,6 +185,7 @@ impl Requests {
             pending: HashMap::new(),
             unsent: VecDeque::new(),
             attempt: 0,
+            reconnect: None,
             rng: seed | 1,
             closed: false,
             figures: RequestFigures::default(),
@@ -241,7 +241,7 @@ impl Requests {
             return Err(RequestError::NotAnObject);
         };
         obj.insert(ID_FIELD.to_string(), Value::from(id));
-        let deadline = ctx.set_timer(timeout.unwrap_or(self.config.timeout), DEADLINE_MARK | id);
+        let deadline = ctx.set_timer(timeout.unwrap_or(self.config.timeout), id);
         self.pending.insert(
             id,
             Pending {
@@ -313,26 +313,34 @@ impl Requests {
         })
     }
 
-    /// Pass [`Handler::on_timer`] here. Returns requests whose deadline passed.
-    pub fn on_timer(&mut self, ctx: &mut Context<'_>, data: u64) -> Vec<Completion> {
-        match data & MARK_MASK {
-            DEADLINE_MARK => {
-                let id = data & !MARK_MASK;
-                let Some(p) = self.pending.remove(&id) else {
-                    return Vec::new();
-                };
-                self.figures.timed_out += 1;
-                vec![Completion {
-                    tag: p.tag,
-                    result: Err(RequestError::TimedOut),
-                }]
-            }
-            RECONNECT_MARK if !self.closed => {
+    /// Pass [`Handler::on_timer`] here, every timer (the ones that are not this client's are
+    /// ignored, whatever their data). Returns requests whose deadline passed.
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        timer: TimerId,
+        data: u64,
+    ) -> Vec<Completion> {
+        if self.reconnect == Some(timer) {
+            self.reconnect = None;
+            if !self.closed {
                 self.connect(ctx);
-                Vec::new()
             }
-            _ => Vec::new(),
+            return Vec::new();
         }
+        // A deadline carries its request's id as data; the timer id proves it is ours.
+        match self.pending.get(&data) {
+            Some(p) if p.deadline == timer => {}
+            _ => return Vec::new(),
+        }
+        let Some(p) = self.pending.remove(&data) else {
+            return Vec::new();
+        };
+        self.figures.timed_out += 1;
+        vec![Completion {
+            tag: p.tag,
+            result: Err(RequestError::TimedOut),
+        }]
     }
 
     /// Pass [`Handler::on_close`] here. Requests the kernel had taken fail with
@@ -407,7 +415,7 @@ impl Requests {
         self.rng ^= self.rng << 17;
         let delay = min + self.rng % (ceiling - min + 1);
         self.attempt = self.attempt.saturating_add(1);
-        ctx.set_timer(Duration::from_micros(delay), RECONNECT_MARK);
+        self.reconnect = Some(ctx.set_timer(Duration::from_micros(delay), 0));
     }
 
     /// Fails every pending request with `Closed` and stops reconnecting.
@@ -527,8 +535,8 @@ impl Handler for ClientHandler {
         self.finish(done);
     }
 
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
-        let done = self.requests.on_timer(ctx, data);
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, data: u64) {
+        let done = self.requests.on_timer(ctx, timer, data);
         self.finish(done);
     }
 

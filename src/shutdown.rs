@@ -6,7 +6,9 @@
 //!    buffer and what the kernel holds, until `WouldBlock`), handing it to the application;
 //!    that includes connections still waiting in the listen backlog, which are accepted
 //!    first;
-//! 3. then it closes gracefully: everything queued is delivered, FIN, linger;
+//! 3. then, once no reply is still being computed for it elsewhere (`Context::work_started`,
+//!    which `Workers` calls for every job), it closes gracefully: everything queued is
+//!    delivered, FIN, linger;
 //! 4. `run()` returns when no connection is left, or when the grace period ends, whichever
 //!    comes first; connections still open then are dropped and reported as
 //!    [`CloseReason::Shutdown`].
@@ -84,6 +86,26 @@ impl Engine {
         conn.finish_reading = true;
         conn.readable = true;
         if conn.paused().is_empty() {
+            mark_ready(&mut self.ready, conn);
+        }
+    }
+
+    /// One more reply owed to `id` by work elsewhere (see `Context::work_started`).
+    pub(crate) fn work_started(&mut self, id: ConnId) {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
+            conn.work_pending = conn.work_pending.saturating_add(1);
+        }
+    }
+
+    /// One owed reply produced. A connection that finished reading for a shutdown and was
+    /// waiting only for its work goes back on the ready list, where the read path (which finds
+    /// nothing more to read) closes it, after the callback that sent the reply has returned.
+    pub(crate) fn work_finished(&mut self, id: ConnId) {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return;
+        };
+        conn.work_pending = conn.work_pending.saturating_sub(1);
+        if conn.work_pending == 0 && conn.finish_reading && conn.paused().is_empty() {
             mark_ready(&mut self.ready, conn);
         }
     }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Echo, Peer, Server, Sink, bounded, frame};
 use highwater::{
     CloseReason, Completion, Config, ConnId, Context, Handler, RawJson, ReactorGroup,
-    RequestClient, RequestConfig, RequestError, Requests, TimerId, WORKERS_DOORBELL, WorkerFigures,
-    Workers,
+    RequestClient, RequestConfig, RequestError, Requests, TimerId, WorkerFigures, Workers,
 };
 use serde_json::{Value, json};
 
@@ -50,12 +49,12 @@ impl Handler for Offloaded {
         *shared = WorkerFigures { parked, ..f };
     }
     fn on_notify(&mut self, ctx: &mut Context<'_>, value: u64) {
-        if value != WORKERS_DOORBELL {
+        let w = self.workers.as_mut().expect("started");
+        if !w.is_doorbell(value) {
             return;
         }
-        let w = self.workers.as_mut().expect("started");
         for (conn, reply) in w.completed(ctx) {
-            let _ = ctx.send_payload(conn, reply.into_bytes());
+            let _ = ctx.send_payload(conn, reply.expect("no job panics").into_bytes());
         }
         let f = w.figures();
         let mut shared = self.figures.lock().unwrap();
@@ -276,8 +275,8 @@ impl Handler for Front {
             let _ = ctx.send(conn, &json!({"error": e.to_string()}));
         }
     }
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, data: u64) {
-        for done in self.backend.on_timer(ctx, data) {
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, data: u64) {
+        for done in self.backend.on_timer(ctx, timer, data) {
             self.answer(ctx, done);
         }
     }

@@ -308,8 +308,9 @@ impl Handler for Echo {
         });
     }
 
-    fn on_bad_message(&mut self, _: &mut Context<'_>, _: ConnId, _: &highwater::DecodeError) {
+    fn on_bad_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, e: &highwater::DecodeError) {
         self.seen.update(|s| s.bad_messages += 1);
+        let _ = ctx.send_payload(conn, e.reply()); // overriding makes the reply ours to send
     }
 }
 
