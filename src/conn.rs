@@ -418,6 +418,18 @@ impl Connection {
         }
     }
 
+    /// Makes the coming close a reset: `SO_LINGER` with a zero timeout turns `close(2)` into
+    /// a RST. The kernel drops what it still holds for the peer at once (megabytes, for a
+    /// slow reader) and the peer's next read fails with "connection reset" instead of
+    /// working through those bytes before seeing an end of stream that looks like success.
+    /// For closes that discard data anyway; a graceful close must never do this.
+    pub(crate) fn reset_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
+            // Without it the close is a FIN: slower for the peer to learn, still a close.
+            log::debug!("{}: SO_LINGER 0 not set: {e}", self.id);
+        }
+    }
+
     /// Time spent with reading paused, up to `now`.
     pub(crate) fn paused_time(&self, now: Instant) -> Duration {
         self.paused_total

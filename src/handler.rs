@@ -102,7 +102,8 @@ pub enum CloseReason {
     PeerClosed,
     /// The application closed it with [`Context::close`] and everything queued was delivered.
     Closed,
-    /// The application called [`Context::abort`]; queued bytes were discarded.
+    /// The application called [`Context::abort`]; queued bytes were discarded and the peer
+    /// was sent a reset.
     Aborted {
         /// Bytes that were still queued.
         discarded: usize,
@@ -123,7 +124,8 @@ pub enum CloseReason {
     },
     /// No complete frame arrived within the idle timeout; `idle_timeout` was sent.
     IdleTimeout,
-    /// The write queue did not drain within the write timeout (the peer is not reading).
+    /// The peer stopped taking our bytes (see [`crate::Config::write_timeout`]); queued
+    /// bytes were discarded and the peer was sent a reset.
     WriteTimeout {
         /// Bytes that were still queued.
         discarded: usize,
