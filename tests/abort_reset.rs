@@ -46,13 +46,18 @@ fn an_aborted_peer_sees_a_reset_at_once_not_megabytes_later() {
         };
         let server = common::Server::start(config, Flood { seen: seen.clone() });
         let mut peer = std::net::TcpStream::connect(server.addr).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let conn = common::first_conn(&seen);
         // Let the kernel buffers fill before the abort: the peer has read nothing yet.
-        server.wait_for(Duration::from_secs(10), "the send buffer to fill", move |ctx| {
-            let f = ctx.conn_figures(conn)?;
-            (f.bytes_out > 0 && f.kernel.unsent_bytes.unwrap_or(1) > 0).then_some(())
-        });
+        server.wait_for(
+            Duration::from_secs(10),
+            "the send buffer to fill",
+            move |ctx| {
+                let f = ctx.conn_figures(conn)?;
+                (f.bytes_out > 0 && f.kernel.unsent_bytes.unwrap_or(1) > 0).then_some(())
+            },
+        );
         server.query(move |ctx| ctx.abort(conn));
         seen.wait(Duration::from_secs(5), "on_close", |s| {
             s.closed.first().map(|c| c.1.clone())
@@ -91,7 +96,8 @@ fn close_is_still_graceful_every_queued_byte_arrives_before_eof() {
         let handle = reactor.handle();
         let thread = std::thread::spawn(move || reactor.run());
         let mut peer = std::net::TcpStream::connect(addr).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let conn = common::first_conn(&seen);
         handle.close(conn).unwrap();
         let mut all = Vec::new();
