@@ -71,8 +71,8 @@ pub struct Config {
     /// The same, for connections this reactor opened ([`crate::Context::connect`]). Default
     /// `None` (off): whether silence from a server is a failure is the client's call (a
     /// connection kept for occasional requests is silent by design), and a client has its own
-    /// deadlines. When it fires, the connection is closed gracefully with no error frame: the
-    /// contract's error frames are replies a server sends.
+    /// deadlines. When it fires, the connection is closed at once (no linger) and sends no
+    /// error frame: the contract's error frames are replies a server sends.
     pub outbound_idle_timeout: Option<Duration>,
     /// Give up an outbound connect that has not completed after this long. Default 10 s; `None`
     /// leaves it to the kernel (about two minutes of SYN retries on Linux, for a listener whose

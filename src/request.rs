@@ -584,6 +584,12 @@ impl Handler for ClientHandler {
 /// A request client usable from any thread: it runs its own reactor thread, and
 /// [`RequestClient::call`] blocks only the calling thread.
 ///
+/// It never hangs. Every call ends by its deadline, whatever the server does (accepts and
+/// never replies, never accepts, is stopped); a connect that does not complete is given up
+/// after [`Config::connect_timeout`] (10 s) and retried with backoff. A quiet connection is
+/// not closed for its silence: between requests silence is normal, and a request's own
+/// deadline is the measure of a server too slow for it.
+///
 /// ```no_run
 /// use highwater::{RequestClient, RequestConfig, RequestError};
 /// use std::time::Duration;

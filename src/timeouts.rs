@@ -108,11 +108,14 @@ impl Engine {
             return;
         }
         log::info!("{id}: idle timeout ({idle:?} without progress in either direction)");
-        // The contract's error frames are a server's replies: a connection we opened closes
-        // without one. Best effort on an accepted one: the peer may not be reading either.
-        if !conn.outbound {
-            let _ = self.send_json(id, &ErrorReply::idle_timeout());
+        // The contract's error frames are a server's replies: a connection we opened sends
+        // none, and closes at once. Nothing we could still deliver is worth a linger to a
+        // peer that has made no progress, and a client that gives up should know now.
+        if conn.outbound {
+            return self.teardown(id, CloseReason::IdleTimeout);
         }
+        // Best effort: the peer may not be reading either.
+        let _ = self.send_json(id, &ErrorReply::idle_timeout());
         self.close(id, CloseReason::IdleTimeout);
     }
 
