@@ -135,6 +135,13 @@ impl Engine {
             conn.stall_armed = false; // the queue emptied; `push` arms it again
             return;
         };
+        if conn.state() == State::Connecting {
+            // Sends queued before the connect completed: no peer can take them yet, and the
+            // connect deadline judges this phase. The clock starts when the peer exists.
+            conn.stall_since = Some(now);
+            self.timers.push(now + timeout / 2, Due::WriteStall(id));
+            return;
+        }
         let written = conn.queue.figures().bytes_written;
         let quiet_since = conn.last_write_at.max(since);
         let verdict = judge_write(

@@ -424,3 +424,61 @@ fn the_handler_is_warned_halfway_before_an_idle_or_a_write_timeout_closes() {
         assert!(warnings.iter().all(|w| w == "warned:write"), "{events:?}");
     });
 }
+
+#[test]
+fn a_connect_that_never_completes_fails_on_its_deadline_not_on_the_write_timeout() {
+    bounded(Duration::from_secs(30), || {
+        // A listener with a full backlog: Linux drops further SYNs, so connects hang.
+        let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let fillers: Vec<_> = (0..4)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+            })
+            .collect();
+        struct Connector {
+            addr: SocketAddr,
+            closed: Option<(String, String, Duration)>,
+        }
+        impl Handler for Connector {
+            type Message = RawJson;
+            fn on_start(&mut self, ctx: &mut Context<'_>) {
+                let conn = ctx.connect(self.addr).unwrap();
+                // Queued while connecting: no peer exists yet to be blamed for not taking it.
+                ctx.send(conn, &"queued before the connect completed")
+                    .unwrap();
+            }
+            fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: RawJson) {}
+            fn on_close(&mut self, ctx: &mut Context<'_>, _: ConnId, reason: &CloseReason) {
+                let kind = match reason {
+                    CloseReason::ConnectFailed(e) => format!("{:?}", e.kind()),
+                    _ => String::new(),
+                };
+                self.closed = Some((reason.name().into(), kind, Duration::ZERO));
+                ctx.stop();
+            }
+        }
+        let config = Config {
+            connect_timeout: Some(Duration::from_millis(400)),
+            write_timeout: Some(Duration::from_millis(100)),
+            ..Config::default()
+        };
+        let started = Instant::now();
+        let mut reactor = Reactor::new(config, Connector { addr, closed: None }).unwrap();
+        reactor.run().unwrap();
+        let took = started.elapsed();
+        let (reason, kind, _) = reactor.into_handler().closed.expect("closed");
+        assert_eq!(
+            (reason.as_str(), kind.as_str()),
+            ("connect_failed", "TimedOut")
+        );
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
+        drop(fillers);
+    });
+}
