@@ -448,7 +448,8 @@ fn a_connect_that_never_completes_fails_on_its_deadline_not_on_the_write_timeout
             fn on_start(&mut self, ctx: &mut Context<'_>) {
                 let conn = ctx.connect(self.addr).unwrap();
                 // Queued while connecting: no peer exists yet to be blamed for not taking it.
-                ctx.send(conn, &"queued before the connect completed")
+                let _ = ctx
+                    .send(conn, &"queued before the connect completed")
                     .unwrap();
             }
             fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: RawJson) {}
