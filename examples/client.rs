@@ -14,6 +14,11 @@
 //! After the last frame it half-closes (FIN after the queue drains), waits for the server's
 //! `{"received":M,"bytes":B}`, prints one JSON line and exits 0 only if M equals the frames
 //! sent.
+//!
+//! It never hangs: `--timeout-ms` (default 30 s) bounds the connect, and then any stretch
+//! without progress in either direction (no frame in, no bytes taken by the server). That is
+//! the library's `connect_timeout`, `outbound_idle_timeout` and `write_timeout`; whichever
+//! fires, the run ends with a message saying which, and exit status 1.
 
 mod common;
 
@@ -27,9 +32,9 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage: client [--addr HOST:PORT] [--frames F] [--records K]
   [--high-water BYTES] [--low-water BYTES] [--queue-limit BYTES] [--ignore-backpressure]
-  [--stats-interval-ms MS]
+  [--stats-interval-ms MS] [--timeout-ms MS]
 defaults: --addr 127.0.0.1:7878 --frames 50000 --records 50 --high-water 262144
-  --low-water 65536 --queue-limit (high-water + max frame + 4)";
+  --low-water 65536 --queue-limit (high-water + max frame + 4) --timeout-ms 30000 (0 = off)";
 
 struct Producer {
     conn: Option<ConnId>,
@@ -45,6 +50,9 @@ struct Producer {
     server_reply: Option<Value>,
     finished_sending: bool,
     close_reason: Option<String>,
+    /// Set when the close was one of the no-progress deadlines: what to tell the user.
+    gave_up: Option<String>,
+    timeout: Option<std::time::Duration>,
     stats_interval: Option<std::time::Duration>,
 }
 
@@ -125,6 +133,23 @@ impl Handler for Producer {
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
         if self.conn == Some(conn) {
             self.close_reason = Some(reason.to_string());
+            let ms = self.timeout.map_or(0, |t| t.as_millis());
+            self.gave_up = match reason {
+                CloseReason::ConnectFailed(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    Some(format!("could not connect within {ms} ms"))
+                }
+                CloseReason::IdleTimeout => Some(format!(
+                    "no progress in either direction for {ms} ms: the server neither took our \
+                     bytes nor replied (after {} of {} frames)",
+                    self.sent, self.frames
+                )),
+                CloseReason::WriteTimeout { discarded } => Some(format!(
+                    "the server took none of our queued bytes for {ms} ms: no progress \
+                     ({discarded} bytes discarded, after {} of {} frames)",
+                    self.sent, self.frames
+                )),
+                _ => None,
+            };
             ctx.stop();
         }
     }
@@ -137,12 +162,15 @@ fn main() -> std::io::Result<()> {
     let addr: SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
     let frames: u64 = flags.get("frames", 50_000);
     let records: usize = flags.get("records", 50);
+    // One progress deadline for the whole run: connecting, then both directions.
+    let timeout = common::millis(flags.get("timeout-ms", 30_000));
     let config = Config {
         high_water: flags.get("high-water", defaults.high_water),
         low_water: flags.get("low-water", defaults.low_water),
         queue_limit: flags.opt("queue-limit"),
-        // A producer is not a server: it has no idle peers to evict.
-        idle_timeout: None,
+        outbound_idle_timeout: timeout,
+        connect_timeout: timeout,
+        write_timeout: timeout,
         ..defaults
     };
     let ignore_backpressure = flags.switch("ignore-backpressure");
@@ -170,6 +198,8 @@ fn main() -> std::io::Result<()> {
         server_reply: None,
         finished_sending: false,
         close_reason: None,
+        gave_up: None,
+        timeout,
         stats_interval,
     };
     let mut reactor = Reactor::new(config, producer)?;
@@ -200,6 +230,10 @@ fn main() -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{summary}")?;
     out.flush()?;
+    if let Some(why) = &p.gave_up {
+        eprintln!("error: gave up: {why}");
+        std::process::exit(1);
+    }
     if !ok {
         eprintln!(
             "error: the server did not confirm all {frames} frames ({})",

@@ -236,13 +236,16 @@ impl Engine {
         id
     }
 
-    /// A connection became usable: tell the application, start its idle clock.
+    /// A connection became usable: tell the application, start its idle clock (first looked
+    /// at halfway, when the handler may be warned; see `timeouts.rs`).
     fn opened(&mut self, id: ConnId) {
         let now = self.now;
-        if let (Some(idle), Some(conn)) = (self.config.idle_timeout, conn_mut(&mut self.slots, id))
-        {
+        if let Some(conn) = conn_mut(&mut self.slots, id) {
             conn.last_frame_at = now;
-            self.timers.push_after(now, idle, Due::Idle(id));
+            conn.last_write_at = now;
+            if let Some(idle) = self.config.idle_timeout_for(conn.outbound) {
+                self.timers.push_after(now, idle / 2, Due::Idle(id));
+            }
         }
         self.notices.push_back(Notice::Open(id));
     }
@@ -305,6 +308,9 @@ impl Engine {
         }
         let id = self.insert(stream, Some(addr), true);
         self.count_open(true);
+        if let Some(limit) = self.config.connect_timeout {
+            self.timers.push_after(self.now, limit, Due::Connect(id));
+        }
         log::debug!("{id}: connecting to {addr}");
         Ok(id)
     }

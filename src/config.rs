@@ -68,16 +68,40 @@ pub struct Config {
     /// A connection accepted past it gets `{"error":"busy"}` and is closed without being read.
     /// Remember the process's file-descriptor limit (`ulimit -n`) is usually lower.
     pub max_connections: usize,
-    /// Close a connection that completes no frame for this long. Default 60 s; `None` is off,
-    /// and so is a duration too long to add to the clock (`Duration::MAX`).
-    /// Progress means whole frames, not bytes, so a one-byte-a-second trickle does not count.
-    /// The clock stops while the reactor itself has paused reading the connection.
+    /// Close an *accepted* connection that makes no progress in either direction for this
+    /// long. Default 60 s; `None` is off. Progress is a complete frame in, or bytes of ours
+    /// taken by the peer's kernel; a one-byte-a-second trickle of input completes nothing and
+    /// does not count, while a subscriber that only receives, or a client that only sends, is
+    /// not idle while its data flows. The clock stops while the reactor itself has paused
+    /// reading the connection. A duration too long to add to the clock (`Duration::MAX`)
+    /// is off too. The server then sends `{"error":"idle_timeout"}` (best effort)
+    /// and closes gracefully.
     pub idle_timeout: Option<Duration>,
-    /// Close a connection whose write queue stays non-empty without draining for this long
-    /// (the peer is not reading). Default 30 s; `None` is off. "Draining" means emptying, or
-    /// falling to the low-water mark after a crossing, so a peer that reads one byte a second
-    /// does not keep its queue alive. A duration too long to add to the clock is off too.
+    /// The same, for connections this reactor opened ([`crate::Context::connect`]). Default
+    /// `None` (off): whether silence from a server is a failure is the client's call (a
+    /// connection kept for occasional requests is silent by design), and a client has its own
+    /// deadlines. When it fires, the connection is closed at once (no linger) and sends no
+    /// error frame: the contract's error frames are replies a server sends.
+    pub outbound_idle_timeout: Option<Duration>,
+    /// Give up an outbound connect that has not completed after this long. Default 10 s; `None`
+    /// leaves it to the kernel (about two minutes of SYN retries on Linux, for a listener whose
+    /// backlog is full or a host that drops packets). Reported as
+    /// [`crate::CloseReason::ConnectFailed`] with [`std::io::ErrorKind::TimedOut`].
+    pub connect_timeout: Option<Duration>,
+    /// Close a connection, in either direction, whose peer takes none of our queued bytes for
+    /// this long (nginx's `send_timeout`: measured between successive writes, only while bytes
+    /// are queued). Default 30 s; `None` is off. A peer reading steadily but slower than we
+    /// produce makes progress and is not closed (its queue's high-water mark is what slows the
+    /// producer). The close is a reset: the queued bytes are discarded anyway. A duration too
+    /// long to add to the clock is off too.
     pub write_timeout: Option<Duration>,
+    /// With [`Config::write_timeout`]: over each `write_timeout` period during which bytes were
+    /// queued throughout, the peer must also take at least this many bytes per second, or the
+    /// connection is closed the same way. Default 512 B/s (Apache's `mod_reqtimeout` asks 500
+    /// of a request body); `None` keeps only the no-progress rule. It catches the peer that
+    /// takes a byte every 20 ms, which is never quite "no progress" but pins its queue (and
+    /// our memory) forever.
+    pub write_min_rate: Option<u64>,
     /// Pause reading a connection while its own write queue is above the high-water mark
     /// (resume at the low-water mark). Default true: a peer that never reads its replies must
     /// not be able to make us buffer them without bound. A peer that pipelines requests
@@ -112,7 +136,10 @@ impl Default for Config {
             queue_budget: Some(256 * 1024 * 1024),
             max_connections: 10_000,
             idle_timeout: Some(Duration::from_secs(60)),
+            outbound_idle_timeout: None,
+            connect_timeout: Some(Duration::from_secs(10)),
             write_timeout: Some(Duration::from_secs(30)),
+            write_min_rate: Some(512),
             pause_reads_above_high_water: true,
             linger: Duration::from_secs(2),
             send_buffer_size: None,
@@ -178,6 +205,15 @@ impl Config {
             high: self.high_water,
             low: self.low_water,
             limit: self.effective_queue_limit(),
+        }
+    }
+
+    /// The idle timeout for a connection accepted (`outbound` false) or opened by us.
+    pub fn idle_timeout_for(&self, outbound: bool) -> Option<Duration> {
+        if outbound {
+            self.outbound_idle_timeout
+        } else {
+            self.idle_timeout
         }
     }
 

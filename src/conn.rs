@@ -241,9 +241,18 @@ pub(crate) struct Connection {
     /// When the last frame completed (idle timeout). One idle timer is pushed at open; it
     /// re-pushes itself while the connection lives (see `timeouts.rs`).
     pub(crate) last_frame_at: Instant,
-    /// Since when the write queue has been waiting to drain, and whether a timer is armed.
+    /// When the peer's kernel last took bytes of ours: progress for the idle timeout, and the
+    /// write-stall clock.
+    pub(crate) last_write_at: Instant,
+    /// The start of the write-stall measuring window (the queue has held bytes ever since),
+    /// the bytes written when it started (for the minimum rate), and whether a timer is armed.
     pub(crate) stall_since: Option<Instant>,
+    pub(crate) stall_mark: u64,
     pub(crate) stall_armed: bool,
+    /// The quiet period (its start) the handler was last warned about, per timeout, so each
+    /// quiet period is warned about once.
+    pub(crate) idle_warned: Option<Instant>,
+    pub(crate) stall_warned: Option<Instant>,
     /// The reason a graceful close was started for, reported when the socket finally closes.
     pub(crate) close_reason: Option<CloseReason>,
     /// Close once the buffered frames and what the kernel already holds have been read
@@ -302,8 +311,12 @@ impl Connection {
             in_ready: false,
             in_dirty: false,
             last_frame_at: now,
+            last_write_at: now,
             stall_since: None,
+            stall_mark: 0,
             stall_armed: false,
+            idle_warned: None,
+            stall_warned: None,
             close_reason: None,
             finish_reading: false,
             work_pending: 0,
@@ -446,6 +459,18 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Error(e),
             }
+        }
+    }
+
+    /// Makes the coming close a reset: `SO_LINGER` with a zero timeout turns `close(2)` into
+    /// a RST. The kernel drops what it still holds for the peer at once (megabytes, for a
+    /// slow reader) and the peer's next read fails with "connection reset" instead of
+    /// working through those bytes before seeing an end of stream that looks like success.
+    /// For closes that discard data anyway; a graceful close must never do this.
+    pub(crate) fn reset_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
+            // Without it the close is a FIN: slower for the peer to learn, still a close.
+            log::debug!("{}: SO_LINGER 0 not set: {e}", self.id);
         }
     }
 

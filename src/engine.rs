@@ -57,6 +57,7 @@ pub(crate) enum Notice {
     PeerShutdown(ConnId),
     Closed(ConnId, CloseReason),
     Timer(TimerId, u64),
+    Warning(ConnId, crate::handler::TimeoutWarning),
 }
 
 /// A listening socket.
@@ -377,10 +378,12 @@ impl Engine {
         if before == 0 {
             // The queue starts waiting for the peer now; see `check_write_stall`.
             conn.stall_since = Some(now);
+            conn.stall_mark = conn.queue.figures().bytes_written;
             if let Some(timeout) = self.config.write_timeout {
                 if !conn.stall_armed {
                     conn.stall_armed = true;
-                    self.timers.push_after(now, timeout, Due::WriteStall(id));
+                    self.timers
+                        .push_after(now, timeout / 2, Due::WriteStall(id));
                 }
             }
         }

@@ -77,6 +77,9 @@ impl Engine {
                 }
             }
         }
+        if conn.queue.len() < before {
+            conn.last_write_at = now; // the peer took bytes: progress (see `timeouts.rs`)
+        }
         self.queued -= before - conn.queue.len();
         if let Some(e) = failure {
             log::debug!("{id}: write failed: {e}");
@@ -85,7 +88,6 @@ impl Engine {
         if conn.queue.take_drain() {
             // Fallen to the low-water mark after a crossing: the producer may resume, and so
             // may reading if the queue was what paused it.
-            conn.stall_since = (!conn.queue.is_empty()).then_some(now);
             if conn.resume(PauseReason::WriteQueue, now) && conn.has_pending_input() {
                 mark_ready(&mut self.ready, conn);
             }

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use crate::conn::ConnId;
 use crate::context::Context;
@@ -90,6 +91,21 @@ pub trait Handler {
         let _ = (ctx, conn, reason);
     }
 
+    /// A connection is halfway to a timeout close: no progress for half the idle timeout, or
+    /// none of our queued bytes taken for half the write timeout. Once per quiet period. A
+    /// chance to act before the close: send a heartbeat, shed what is queued, log, or close
+    /// it now. The default does nothing; the close, if it comes, still reaches
+    /// [`Handler::on_close`] with its reason.
+    fn on_timeout_warning(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        warning: &TimeoutWarning,
+    ) {
+        let _ = ctx;
+        log::debug!("{conn}: {warning:?}");
+    }
+
     /// A timer set with [`Context::set_timer`] expired.
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, data: u64) {
         let _ = (ctx, timer, data);
@@ -101,6 +117,30 @@ pub trait Handler {
     }
 }
 
+/// What [`Handler::on_timeout_warning`] is told: which timeout is halfway, and how long is
+/// left before it closes the connection if nothing moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutWarning {
+    /// No frame in and no bytes taken by the peer for `quiet`
+    /// ([`crate::Config::idle_timeout`] / [`crate::Config::outbound_idle_timeout`]).
+    Idle {
+        /// How long the connection has made no progress.
+        quiet: Duration,
+        /// When the idle timeout closes it, if nothing moves before.
+        closes_in: Duration,
+    },
+    /// The peer has taken none of our `queued` bytes for `quiet`
+    /// ([`crate::Config::write_timeout`]).
+    Write {
+        /// Bytes waiting in the connection's write queue.
+        queued: usize,
+        /// How long the peer has taken nothing.
+        quiet: Duration,
+        /// When the write timeout closes it (a reset), if the peer takes nothing before.
+        closes_in: Duration,
+    },
+}
+
 /// Why a connection closed.
 #[derive(Debug)]
 pub enum CloseReason {
@@ -108,7 +148,8 @@ pub enum CloseReason {
     PeerClosed,
     /// The application closed it with [`Context::close`] and everything queued was delivered.
     Closed,
-    /// The application called [`Context::abort`]; queued bytes were discarded.
+    /// The application called [`Context::abort`]; queued bytes were discarded and the peer
+    /// was sent a reset.
     Aborted {
         /// Bytes that were still queued.
         discarded: usize,
@@ -127,9 +168,11 @@ pub enum CloseReason {
         /// Bytes the frame still needed.
         missing: usize,
     },
-    /// No complete frame arrived within the idle timeout; `idle_timeout` was sent.
+    /// No progress in either direction within the idle timeout; on an accepted connection,
+    /// `idle_timeout` was sent.
     IdleTimeout,
-    /// The write queue did not drain within the write timeout (the peer is not reading).
+    /// The peer stopped taking our bytes (see [`crate::Config::write_timeout`]); queued
+    /// bytes were discarded and the peer was sent a reset.
     WriteTimeout {
         /// Bytes that were still queued.
         discarded: usize,
@@ -181,7 +224,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Truncated { missing } => {
                 write!(f, "the peer closed mid-frame ({missing} bytes missing)")
             }
-            CloseReason::IdleTimeout => write!(f, "no complete frame within the idle timeout"),
+            CloseReason::IdleTimeout => {
+                write!(f, "no progress in either direction within the idle timeout")
+            }
             CloseReason::WriteTimeout { discarded } => write!(
                 f,
                 "the peer did not read within the write timeout ({discarded} queued bytes discarded)"

@@ -139,7 +139,7 @@ pub use doorbell::Doorbell;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
 pub use group::{ReactorGroup, ThreadStart, total as total_figures};
 pub use handle::{Handle, HandleError, Job};
-pub use handler::{CloseReason, Handler};
+pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
 pub use reactor::{FRAMES_PER_TURN, READS_PER_TURN, Reactor};

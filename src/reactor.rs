@@ -398,7 +398,10 @@ impl<H: Handler> Reactor<H> {
                 Notice::PeerShutdown(id) if still_open(&self.engine, id) => {
                     handler.on_peer_shutdown(&mut Context::new(&mut self.engine), id)
                 }
-                Notice::Drain(_) | Notice::PeerShutdown(_) => {}
+                Notice::Warning(id, w) if self.engine.conn_ref(id).is_some() => {
+                    handler.on_timeout_warning(&mut Context::new(&mut self.engine), id, &w)
+                }
+                Notice::Drain(_) | Notice::PeerShutdown(_) | Notice::Warning(..) => {}
                 Notice::Closed(id, reason) => {
                     handler.on_close(&mut Context::new(&mut self.engine), id, &reason)
                 }

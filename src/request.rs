@@ -17,8 +17,15 @@
 //!   kernel) are sent again on the new connection; those that did reach it fail with
 //!   [`RequestError::ConnectionLost`], because the server may or may not have acted on them.
 //!
-//! Use [`Requests`] inside a handler (feed it the handler's callbacks), or [`RequestClient`]
-//! from any thread: it runs its own reactor thread and blocks only the caller.
+//! - **Backpressure on the way out.** Requests are queued on the connection until its write
+//!   queue reaches the high-water mark; the rest wait (still unsent, so still safe to resend)
+//!   and go out on [`Requests::on_drain`].
+//!
+//! Use [`Requests`] inside a handler (feed it the handler's callbacks, `on_drain` included), or
+//! [`RequestClient`] from any thread: it runs its own reactor thread and blocks only the
+//! caller. Inside your own reactor, consider `Config::pause_reads_above_high_water: false`:
+//! paused reads stop the replies that would free pending slots, and a server that also stops
+//! reading a peer it cannot answer would then wait for us while we wait for it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -156,8 +163,12 @@ pub struct Requests {
     connected: bool,
     next_id: u64,
     pending: HashMap<u64, Pending>,
-    /// Ids waiting for a connection to be sent on, oldest first.
+    /// Ids waiting for a connection (or room in its write queue) to be sent on, oldest first.
     unsent: VecDeque<u64>,
+    /// The connection's write queue reached its high-water mark: hold the rest in `unsent`
+    /// until [`Requests::on_drain`], so the queue stays near the mark instead of growing to
+    /// its hard limit (and requests still unsent can be resent after a reconnection).
+    held: bool,
     attempt: u32,
     /// The pending reconnection timer. Timers are recognised by the [`TimerId`] the reactor
     /// handed out, never by bits in their data, so two `Requests` in one handler, or an
@@ -184,6 +195,7 @@ impl Requests {
             next_id: 1,
             pending: HashMap::new(),
             unsent: VecDeque::new(),
+            held: false,
             attempt: 0,
             reconnect: None,
             rng: seed | 1,
@@ -256,22 +268,47 @@ impl Requests {
         Ok(id)
     }
 
-    /// Queues every unsent request on the connection, if it is up.
+    /// Queues unsent requests on the connection, if it is up, until its write queue reaches
+    /// the high-water mark; [`Requests::on_drain`] sends the rest.
     fn send_unsent(&mut self, ctx: &mut Context<'_>) {
-        let Some(conn) = self.conn.filter(|_| self.connected) else {
+        let Some(conn) = self.conn.filter(|_| self.connected && !self.held) else {
             return;
         };
         while let Some(id) = self.unsent.pop_front() {
             let Some(p) = self.pending.get_mut(&id) else {
                 continue; // timed out while waiting
             };
-            if let Err(e) = ctx.send(conn, &p.body) {
-                log::debug!("request {id} not queued: {e}");
-                self.unsent.push_front(id);
-                return;
+            match ctx.send(conn, &p.body) {
+                Ok(pressure) => {
+                    p.queued_until = ctx.queue_figures(conn).map(|f| f.bytes_queued);
+                    if pressure.is_high() {
+                        // Queued, but the queue is full enough: wait for the drain.
+                        self.held = true;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // `QueueFull` only if the application shares the connection's queue;
+                    // either way the drain (or the next connection) brings us back.
+                    log::debug!("request {id} not queued: {e}");
+                    self.unsent.push_front(id);
+                    self.held = true;
+                    return;
+                }
             }
-            p.queued_until = ctx.queue_figures(conn).map(|f| f.bytes_queued);
         }
+    }
+
+    /// Pass [`Handler::on_drain`] here: the connection's write queue fell to its low-water
+    /// mark, so the requests held back since it reached the high-water mark are sent now.
+    /// Returns true if it was this client's connection.
+    pub fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) -> bool {
+        if self.conn != Some(conn) {
+            return false;
+        }
+        self.held = false;
+        self.send_unsent(ctx);
+        true
     }
 
     /// Pass [`Handler::on_open`] here. Returns true if it was this client's connection.
@@ -280,6 +317,7 @@ impl Requests {
             return false;
         }
         self.connected = true;
+        self.held = false;
         self.attempt = 0;
         self.figures.connects += 1;
         self.send_unsent(ctx);
@@ -360,6 +398,7 @@ impl Requests {
         log::debug!("request client: connection lost ({reason}); {written} bytes had been written");
         self.conn = None;
         self.connected = false;
+        self.held = false;
         let mut failed = Vec::new();
         let mut retry = Vec::new();
         for (&id, p) in &mut self.pending {
@@ -526,6 +565,10 @@ impl Handler for ClientHandler {
         self.requests.on_open(ctx, conn);
     }
 
+    fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        self.requests.on_drain(ctx, conn);
+    }
+
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Value) {
         let done = self
             .requests
@@ -579,6 +622,12 @@ impl Handler for ClientHandler {
 /// A request client usable from any thread: it runs its own reactor thread, and
 /// [`RequestClient::call`] blocks only the calling thread.
 ///
+/// It never hangs. Every call ends by its deadline, whatever the server does (accepts and
+/// never replies, never accepts, is stopped); a connect that does not complete is given up
+/// after [`Config::connect_timeout`] (10 s) and retried with backoff. A quiet connection is
+/// not closed for its silence: between requests silence is normal, and a request's own
+/// deadline is the measure of a server too slow for it.
+///
 /// ```no_run
 /// use highwater::{RequestClient, RequestConfig, RequestError};
 /// use std::time::Duration;
@@ -616,6 +665,10 @@ impl RequestClient {
         };
         let reactor_config = Config {
             idle_timeout: None,
+            // Reading replies is what frees pending slots, and it never makes us send more.
+            // Pausing it because our own requests are queued would deadlock with a server
+            // that, like ours, stops reading a peer whose replies it cannot deliver.
+            pause_reads_above_high_water: false,
             ..Config::default()
         };
         let mut reactor = Reactor::new(reactor_config, handler)?;

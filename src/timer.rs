@@ -55,6 +55,8 @@ pub(crate) enum Due {
     Idle(ConnId),
     /// Check whether the connection's write queue has drained lately.
     WriteStall(ConnId),
+    /// Give up the connection's connect if it is still in progress.
+    Connect(ConnId),
     /// The lingering close of this connection has lasted long enough.
     Linger(ConnId),
     /// Re-register the listener in this slab slot after an accept back-off.

@@ -307,3 +307,34 @@ fn cancelled_timers_do_not_accumulate_in_the_heap() {
         );
     });
 }
+
+#[test]
+fn outbound_durations_of_duration_max_mean_never() {
+    bounded(LIMIT, || {
+        let config = Config {
+            connect_timeout: Some(Duration::MAX),
+            outbound_idle_timeout: Some(Duration::MAX),
+            write_timeout: Some(Duration::MAX),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target_addr = target.local_addr().unwrap();
+        let server = Server::start(config, Echo::default());
+        // Connecting arms the connect deadline, opening the outbound idle clock, a queued
+        // send the write-stall clock: each past the end of time, none may panic.
+        let conn = server.query(move |ctx| ctx.connect(target_addr)).unwrap();
+        server.query(move |ctx| ctx.send(conn, &json!({"hello": 1})).is_ok());
+        let (mut accepted, _) = target.accept().unwrap();
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut header = [0u8; 4];
+        std::io::Read::read_exact(&mut accepted, &mut header).unwrap();
+        let figures = server.query(|ctx| ctx.figures());
+        assert_eq!(
+            figures.open_connections, 1,
+            "the reactor is alive and connected"
+        );
+    });
+}
