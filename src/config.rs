@@ -56,11 +56,18 @@ pub struct Config {
     /// decided from the four header bytes before anything is buffered. It must be large
     /// enough for that reply itself (about 64 bytes; `validate` says exactly).
     pub max_frame: usize,
-    /// Process-wide budget on bytes queued across all connections. Default 256 MiB; `None`
-    /// is off. When the total reaches it, the reactor stops reading every connection
-    /// ([`crate::PauseReason::Budget`]); when the total falls to three quarters of it, reading
-    /// resumes. Per-connection marks bound one peer; this bounds all of them together (200
-    /// slow readers times 256 KiB would otherwise be 50 MiB, 10,000 would be 2.5 GiB).
+    /// Process-wide budget on the bytes held for peers: every connection's write queue and
+    /// read buffer. Default 256 MiB; `None` is off. When the total reaches it, the connections
+    /// whose queue is above their fair share (the budget divided among the connections holding
+    /// memory; nothing while the total is over the budget) stop reading
+    /// ([`crate::PauseReason::Budget`]) until their queue is back under it or the total falls
+    /// to three quarters; the others read on. A read buffer larger than an ordinary one (the
+    /// rest of a large frame) is granted before it is allocated if the budget has room, else
+    /// the connection waits ([`crate::PauseReason::ReadBudget`]); one connection at a time may
+    /// overdraw for one frame. Total held: at most the budget, one `max_frame`, and per
+    /// connection one ordinary read buffer plus the replies to one read. Per-connection marks
+    /// bound one peer; this bounds all of them together (200 slow readers times 256 KiB would
+    /// otherwise be 50 MiB, 10,000 would be 2.5 GiB).
     /// Payloads sent through a [`crate::Handle`] and still waiting in its channel count too,
     /// and the channel itself holds at most this many payload bytes (64 MiB when `None`).
     pub queue_budget: Option<usize>,

@@ -48,8 +48,10 @@
 //! [`PauseReason::Application`], and `Connection::interest` drops READABLE, which
 //! `Engine::sync_interest` (`flush.rs`) tells the poller. Paused means *not asking*, not ignoring: no
 //! event loop spins, and the unread bytes stay in the kernel, which is what closes the window.
-//! [`Config::queue_budget`] does the same to every connection at once
-//! ([`PauseReason::Budget`]) when all queues together reach the budget.
+//! [`Config::queue_budget`] does the same across connections (`budget.rs`): when everything
+//! held for peers (queues and read buffers) reaches the budget, the connections holding more
+//! than their fair share of it stop reading ([`PauseReason::Budget`]), and a large frame's
+//! read buffer waits for room before it is allocated ([`PauseReason::ReadBudget`]).
 //!
 //! ## 6. And back: [`Context::resume_reading`] → [`Handler::on_drain`]
 //!
