@@ -33,7 +33,7 @@
 //! overdraft), plus per connection one ordinary read buffer and the replies to one read
 //! (what it took on before it was judged).
 
-use crate::conn::{ConnId, Connection, PauseReason, State};
+use crate::conn::{ConnId, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK, State};
 use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
 /// What a connection is judged on by the write side: its queue.
@@ -176,6 +176,16 @@ impl Engine {
     }
 
     // ----- the read side -----------------------------------------------------------------
+
+    /// How much an ordinary read asks for: [`READ_CHUNK`], or [`PRESSED_CHUNK`] while the total
+    /// is over the budget, so that connections paused with unread requests in their buffers
+    /// (the slow readers that made the budget bind) each hold a little, not 64 KiB.
+    pub(crate) fn read_chunk(&self) -> usize {
+        match self.config.queue_budget {
+            Some(budget) if self.held() >= budget => PRESSED_CHUNK,
+            _ => READ_CHUNK,
+        }
+    }
 
     /// Brings the count of `id`'s read buffer up to date after a read (which may have grown it
     /// by what [`Engine::may_read`] granted).

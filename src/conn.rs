@@ -197,6 +197,11 @@ pub(crate) enum ReadOutcome {
 /// stream of them takes about one `recv` per frame.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
+/// The read size while the memory budget is exceeded. A connection paused with unread requests
+/// in its buffer holds the whole buffer; with a thousand such connections, 64 KiB each would be
+/// 64 MiB outside anyone's control, 4 KiB is 4 MiB. More `recv` calls, only under pressure.
+pub(crate) const PRESSED_CHUNK: usize = 4 * 1024;
+
 /// The largest read-buffer allocation that is reused for further reads (and kept in the
 /// pool). A buffer grown for one large frame is released once that frame is out, so the
 /// small frames after it neither pin it nor keep it (see `read_buf.rs`).
@@ -440,7 +445,13 @@ impl Connection {
     /// is not known yet. Growing to the whole frame costs address space, not memory: the
     /// allocator maps large blocks lazily, and only bytes that arrive are touched.
     pub(crate) fn read_some(&mut self) -> ReadOutcome {
-        let wanted = self.decoder.bytes_wanted(&self.read_buf).max(READ_CHUNK);
+        self.read_some_sized(READ_CHUNK)
+    }
+
+    /// [`Connection::read_some`] with `chunk` in place of [`READ_CHUNK`]: the budget asks for
+    /// [`PRESSED_CHUNK`] while it is exceeded (`budget.rs`).
+    pub(crate) fn read_some_sized(&mut self, chunk: usize) -> ReadOutcome {
+        let wanted = self.decoder.bytes_wanted(&self.read_buf).max(chunk);
         if self.read_buf.make_room(wanted, READ_ALLOC_KEEP) {
             self.peak_read_capacity = self.peak_read_capacity.max(self.read_buf.alloc());
         }

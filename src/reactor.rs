@@ -28,7 +28,7 @@ use mio::Events;
 use mio::event::Event;
 
 use crate::config::Config;
-use crate::conn::{ConnId, ReadOutcome, State};
+use crate::conn::{ConnId, READ_CHUNK, ReadOutcome, State};
 use crate::context::Context;
 use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER, conn_mut};
 use crate::handle::{Command, Handle};
@@ -296,6 +296,7 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             // 2. Read more, if the socket may have more.
+            let chunk = self.engine.read_chunk();
             let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
                 return;
             };
@@ -307,7 +308,9 @@ impl<H: Handler> Reactor<H> {
                 return self.engine.defer(id);
             }
             reads -= 1;
-            if conn.read_buf.capacity() == 0 {
+            // Under budget pressure an idle connection starts with a small buffer of its own
+            // rather than a pooled read chunk (`Engine::read_chunk`).
+            if conn.read_buf.capacity() == 0 && chunk == READ_CHUNK {
                 conn.read_buf = self.engine.pool.take();
             }
             // A large frame's buffer is granted by the budget before it is allocated; if
@@ -319,7 +322,7 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             self.engine.counters.recv_calls += 1;
-            let outcome = conn.read_some();
+            let outcome = conn.read_some_sized(chunk);
             // The read may have grown the buffer (as granted): count it.
             self.engine.recharge_read(id);
             let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
