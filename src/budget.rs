@@ -160,6 +160,9 @@ impl Engine {
     pub(crate) fn unbind_budget(&mut self) {
         self.budget_paused = false;
         self.fair_share = 0;
+        // Every waiter is resumed below: the line is empty (a waiter that still finds no room
+        // joins it again), so it never holds more entries than there are connections.
+        self.read_waiters.clear();
         let now = self.now;
         log::info!("budget: {} bytes held; reads resume", self.held());
         for (_, slot) in self.slots.iter_mut() {
