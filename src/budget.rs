@@ -218,7 +218,9 @@ impl Engine {
         if self.held() + growth <= budget || self.overdraft == Some((id, frame)) {
             return true;
         }
-        if self.overdraft_free() {
+        // Free, and nobody in line before us: the line is first come, first served, or a
+        // peer that sends nothing but large frames would take every turn.
+        if self.read_waiters.is_empty() && self.overdraft_free() {
             log::debug!("{id}: overdraws the budget by up to {growth} bytes for one frame");
             self.overdraft = Some((id, frame));
             return true;
