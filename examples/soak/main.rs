@@ -17,9 +17,12 @@ mod driver;
 use std::time::Duration;
 
 const USAGE: &str = "usage: soak [--minutes N | --seconds N] [--seed S] [--peers P] [--reactors R]
-  [--rss-constant-kb K] [--progress-s S]
+  [--rss-constant-kb K] [--progress-s S] [--weights kind=W,...]
 defaults: --minutes 1 --seed (from the clock; printed) --peers 40 --reactors 2
-  --rss-constant-kb 65536 --progress-s 10. The server's limits are driver::soak_config().";
+  --rss-constant-kb 65536 --progress-s 10 --weights echo=25,slow_reader=10,pinner=5,
+  slowloris=8,reset_mid_frame=8,reset_mid_reply=8,churn=10,oversized=8,invalid=12,flood=3
+  (a quarter of the peers only run echo clients whatever the weights).
+  The server's limits are driver::soak_config().";
 
 fn main() {
     let mut flags = common::Flags::parse(USAGE, &[]);
@@ -47,6 +50,10 @@ fn main() {
         config: driver::soak_config(),
         rss_constant_kb: flags.get("rss-constant-kb", 64 * 1024),
         progress: Some(Duration::from_secs(flags.get("progress-s", 10u64).max(1))),
+        weights: match flags.opt::<String>("weights") {
+            None => driver::WEIGHTS,
+            Some(w) => driver::parse_weights(&w).unwrap_or_else(|e| flags.fail(&e)),
+        },
     };
     flags.finish();
     // The flood alone holds max_connections + 16 sockets; peers hold more.
