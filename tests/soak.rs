@@ -27,6 +27,7 @@ fn every_promise_holds_under_a_randomized_mix_of_peers() {
         config: driver::soak_config(),
         rss_constant_kb: 64 * 1024,
         progress: None,
+        max_reply_wait: None,
         weights: driver::WEIGHTS,
     };
     let outcome = common::bounded(Duration::from_secs(60), move || driver::run(&plan));

@@ -99,6 +99,9 @@ pub struct Plan {
     pub progress: Option<Duration>,
     /// How often each kind is drawn ([`WEIGHTS`] unless changed).
     pub weights: [u64; 10],
+    /// A reply to a well-behaved echo client waiting longer than this (from sending its
+    /// frame) is a broken promise. Beyond 10 s the client gives up in any case.
+    pub max_reply_wait: Option<Duration>,
 }
 
 /// `name=weight,...` over [`WEIGHTS`]: `pinner=40,echo=0` makes pinners most of the mix.
@@ -234,6 +237,48 @@ struct Tally {
     idle_silent: AtomicU64,
     /// Too-slow slowloris frames that completed anyway (budget pauses stop the idle clock).
     slow_survived: AtomicU64,
+    /// Echo clients' waits for each reply (from sending the frame), by [`WAIT_BUCKETS_MS`].
+    waits: [AtomicU64; WAIT_BUCKETS_MS.len() + 1],
+    /// The longest such wait, in microseconds.
+    worst_wait_us: AtomicU64,
+    /// Replies that waited longer than [`Plan::max_reply_wait`].
+    late: AtomicU64,
+}
+
+/// Upper bounds of the reply-wait histogram's buckets (the last bucket is everything above).
+const WAIT_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+impl Tally {
+    fn wait(&self, d: Duration, limit: Option<Duration>) {
+        let ms = d.as_millis() as u64;
+        let bucket = WAIT_BUCKETS_MS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(WAIT_BUCKETS_MS.len());
+        add(&self.waits[bucket], 1);
+        self.worst_wait_us
+            .fetch_max(d.as_micros() as u64, Ordering::Relaxed);
+        if limit.is_some_and(|l| d > l) {
+            add(&self.late, 1);
+        }
+    }
+
+    /// The bucket bound under which 99% of the waits fell ("<Nms"), or ">5000ms".
+    fn p99(&self) -> String {
+        let counts: Vec<u64> = self.waits.iter().map(get).collect();
+        let all: u64 = counts.iter().sum();
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if all > 0 && seen * 100 >= all * 99 {
+                return match WAIT_BUCKETS_MS.get(i) {
+                    Some(b) => format!("<{b}ms"),
+                    None => format!(">{}ms", WAIT_BUCKETS_MS[WAIT_BUCKETS_MS.len() - 1]),
+                };
+            }
+        }
+        "none".into()
+    }
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -251,6 +296,7 @@ struct Field {
     max_frame: usize,
     max_connections: usize,
     idle: Option<Duration>,
+    max_reply_wait: Option<Duration>,
     /// One flood at a time: two would only measure each other.
     flooding: AtomicBool,
     tally: Tally,
@@ -415,7 +461,7 @@ fn echo(f: &Field, rng: &mut Rng, tag: &str) -> Episode {
     const WINDOW: usize = 48 * 1024;
     let frames = rng.range(20, 300) as u64;
     let mut s = f.connect(Kind::Echo, None)?;
-    let mut outstanding: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut outstanding: VecDeque<(Vec<u8>, Instant)> = VecDeque::new();
     let (mut window, mut sent, mut got) = (0usize, 0u64, 0u64);
     while got < frames {
         while sent < frames && window < WINDOW {
@@ -425,7 +471,7 @@ fn echo(f: &Field, rng: &mut Rng, tag: &str) -> Episode {
                 return busy_or(f, &mut s, got, format!("write {sent}: {e}"));
             }
             window += p.len();
-            outstanding.push_back(p);
+            outstanding.push_back((p, Instant::now()));
             sent += 1;
         }
         let reply = match read_frame(&mut s) {
@@ -433,7 +479,9 @@ fn echo(f: &Field, rng: &mut Rng, tag: &str) -> Episode {
             Ok(None) => return Err(Broken(format!("closed after {got} of {frames} replies"))),
             Err(e) => return Err(Broken(format!("reply {got} of {frames}: {e}"))),
         };
-        let want = outstanding.pop_front().unwrap_or_default();
+        let (want, sent_at) = outstanding
+            .pop_front()
+            .unwrap_or_else(|| (Vec::new(), Instant::now()));
         if reply != want {
             if got == 0 && f.is_busy(&reply)? {
                 return Ok(End::Busy);
@@ -444,6 +492,7 @@ fn echo(f: &Field, rng: &mut Rng, tag: &str) -> Episode {
                 preview(&reply)
             )));
         }
+        f.tally.wait(sent_at.elapsed(), f.max_reply_wait);
         window -= want.len();
         got += 1;
         add(&f.tally.replies_checked, 1);
@@ -987,6 +1036,7 @@ pub fn run(plan: &Plan) -> Outcome {
         max_frame: plan.config.max_frame,
         max_connections: plan.config.max_connections,
         idle: plan.config.idle_timeout,
+        max_reply_wait: plan.max_reply_wait,
         flooding: AtomicBool::new(false),
         tally: Tally::default(),
         failures: Mutex::new(Vec::new()),
@@ -1071,6 +1121,14 @@ pub fn run(plan: &Plan) -> Outcome {
         ));
     }
     let t = &field.tally;
+    if get(&t.late) > 0 {
+        failures.push(format!(
+            "{} replies to well-behaved clients waited longer than {:?} (the longest {} ms)",
+            get(&t.late),
+            plan.max_reply_wait.unwrap_or_default(),
+            get(&t.worst_wait_us) / 1000
+        ));
+    }
     if get(&t.replies_checked) == 0 {
         failures.push("no reply was checked: the mix did not run".into());
     }
@@ -1100,7 +1158,7 @@ pub fn run(plan: &Plan) -> Outcome {
     let summary = format!(
         "soak seed={:#x} peers={} reactors={} mix={:.1}s drain={:.2}s | episodes/connections: {} | \
          replies_checked={} error_frames: frame_too_large={} invalid_json={} busy={} idle_timeout={} \
-         idle_closed_silently={} slowloris_finished_anyway={} | rss_before={}KiB peak_growth={}KiB bound={}KiB | fds before={} after={} | final: {}",
+         idle_closed_silently={} slowloris_finished_anyway={} | echo reply wait: p99 {} max {}ms | rss_before={}KiB peak_growth={}KiB bound={}KiB | fds before={} after={} | final: {}",
         plan.seed,
         plan.peers,
         plan.reactors,
@@ -1114,6 +1172,8 @@ pub fn run(plan: &Plan) -> Outcome {
         get(&t.idle_timeout),
         get(&t.idle_silent),
         get(&t.slow_survived),
+        t.p99(),
+        get(&t.worst_wait_us) / 1000,
         rss_before,
         peak_growth,
         bound,

@@ -17,12 +17,14 @@ mod driver;
 use std::time::Duration;
 
 const USAGE: &str = "usage: soak [--minutes N | --seconds N] [--seed S] [--peers P] [--reactors R]
-  [--rss-constant-kb K] [--progress-s S] [--weights kind=W,...]
+  [--rss-constant-kb K] [--progress-s S] [--weights kind=W,...] [--max-reply-wait-ms MS]
+  [--max-frame BYTES] [--queue-budget BYTES] [--max-connections N]
 defaults: --minutes 1 --seed (from the clock; printed) --peers 40 --reactors 2
   --rss-constant-kb 65536 --progress-s 10 --weights echo=25,slow_reader=10,pinner=5,
   slowloris=8,reset_mid_frame=8,reset_mid_reply=8,churn=10,oversized=8,invalid=12,flood=3
   (a quarter of the peers only run echo clients whatever the weights).
-  The server's limits are driver::soak_config().";
+  --max-reply-wait-ms 0 (off: a well-behaved client still gives up after 10 s).
+  The server's other limits are driver::soak_config().";
 
 fn main() {
     let mut flags = common::Flags::parse(USAGE, &[]);
@@ -42,14 +44,26 @@ fn main() {
             parsed.unwrap_or_else(|e| flags.fail(&format!("--seed {s:?}: {e}")))
         }
     };
+    let defaults = driver::soak_config();
+    let config = highwater::Config {
+        max_frame: flags.get("max-frame", defaults.max_frame),
+        queue_budget: Some(flags.get("queue-budget", defaults.queue_budget.unwrap_or(0)))
+            .filter(|&b| b > 0),
+        max_connections: flags.get("max-connections", defaults.max_connections),
+        ..defaults
+    };
+    if let Err(e) = config.validate() {
+        flags.fail(&e.to_string());
+    }
     let plan = driver::Plan {
         seed,
         mix: Duration::from_secs(seconds),
         peers: flags.get("peers", 40usize).max(1),
         reactors: flags.get("reactors", 2usize).max(1),
-        config: driver::soak_config(),
+        config,
         rss_constant_kb: flags.get("rss-constant-kb", 64 * 1024),
         progress: Some(Duration::from_secs(flags.get("progress-s", 10u64).max(1))),
+        max_reply_wait: common::millis(flags.get("max-reply-wait-ms", 0)),
         weights: match flags.opt::<String>("weights") {
             None => driver::WEIGHTS,
             Some(w) => driver::parse_weights(&w).unwrap_or_else(|e| flags.fail(&e)),
