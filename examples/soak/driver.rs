@@ -102,11 +102,15 @@ pub struct Plan {
     /// A reply to a well-behaved echo client waiting longer than this (from sending its
     /// frame) is a broken promise. Beyond 10 s the client gives up in any case.
     pub max_reply_wait: Option<Duration>,
+    /// Whether the timer heap must be empty once every connection has gone (issue 9 item 3:
+    /// memory proportional to connections open, not opened).
+    pub expect_no_timers: bool,
 }
 
-/// `name=weight,...` over [`WEIGHTS`]: `pinner=40,echo=0` makes pinners most of the mix.
-pub fn parse_weights(spec: &str) -> Result<[u64; 10], String> {
-    let mut w = WEIGHTS;
+/// `name=weight,...` over `base`: over [`WEIGHTS`], `pinner=40,echo=0` makes pinners most
+/// of the mix; over zeros, `pinner=1` makes it all pinners.
+pub fn parse_weights(spec: &str, base: [u64; 10]) -> Result<[u64; 10], String> {
+    let mut w = base;
     for item in spec.split(',').filter(|i| !i.is_empty()) {
         let (name, value) = item
             .split_once('=')
@@ -1093,6 +1097,12 @@ pub fn run(plan: &Plan) -> Outcome {
     if let Some(t) = last {
         if t.queued_bytes != 0 || t.lingering_connections != 0 {
             failures.push(format!("left queued or lingering: {t}"));
+        }
+        if plan.expect_no_timers && t.timers != 0 {
+            failures.push(format!(
+                "{} timers left in the heap with no connection open",
+                t.timers
+            ));
         }
     }
     let drained = start.elapsed() - mixed;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: soak [--minutes N | --seconds N] [--seed S] [--peers P] [--reactors R]
   [--rss-constant-kb K] [--progress-s S] [--weights kind=W,...] [--max-reply-wait-ms MS]
-  [--max-frame BYTES] [--queue-budget BYTES] [--max-connections N]
+  [--max-frame BYTES] [--queue-budget BYTES] [--max-connections N] [--expect-no-timers]
 defaults: --minutes 1 --seed (from the clock; printed) --peers 40 --reactors 2
   --rss-constant-kb 65536 --progress-s 10 --weights echo=25,slow_reader=10,pinner=5,
   slowloris=8,reset_mid_frame=8,reset_mid_reply=8,churn=10,oversized=8,invalid=12,flood=3
@@ -27,7 +27,7 @@ defaults: --minutes 1 --seed (from the clock; printed) --peers 40 --reactors 2
   The server's other limits are driver::soak_config().";
 
 fn main() {
-    let mut flags = common::Flags::parse(USAGE, &[]);
+    let mut flags = common::Flags::parse(USAGE, &["expect-no-timers"]);
     let seconds = match (flags.opt::<u64>("minutes"), flags.opt::<u64>("seconds")) {
         (Some(m), None) => m * 60,
         (None, Some(s)) => s,
@@ -64,9 +64,12 @@ fn main() {
         rss_constant_kb: flags.get("rss-constant-kb", 64 * 1024),
         progress: Some(Duration::from_secs(flags.get("progress-s", 10u64).max(1))),
         max_reply_wait: common::millis(flags.get("max-reply-wait-ms", 0)),
+        expect_no_timers: flags.switch("expect-no-timers"),
         weights: match flags.opt::<String>("weights") {
             None => driver::WEIGHTS,
-            Some(w) => driver::parse_weights(&w).unwrap_or_else(|e| flags.fail(&e)),
+            Some(w) => {
+                driver::parse_weights(&w, driver::WEIGHTS).unwrap_or_else(|e| flags.fail(&e))
+            }
         },
     };
     flags.finish();
