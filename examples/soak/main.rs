@@ -65,6 +65,7 @@ fn main() {
         progress: Some(Duration::from_secs(flags.get("progress-s", 10u64).max(1))),
         max_reply_wait: common::millis(flags.get("max-reply-wait-ms", 0)),
         expect_no_timers: flags.switch("expect-no-timers"),
+        hold: driver::HOLD,
         weights: match flags.opt::<String>("weights") {
             None => driver::WEIGHTS,
             Some(w) => {
