@@ -632,7 +632,7 @@ fn pinner(f: &Field, rng: &mut Rng, _tag: &str) -> Episode {
     // The large frame goes out in 64 KiB pieces of one buffer, so the peers' own memory (in
     // the same process as the server) does not grow with the max frame.
     let chunk = vec![b'x'; 64 * 1024];
-    let mut write_big = |s: &mut TcpStream| -> io::Result<()> {
+    let write_big = |s: &mut TcpStream| -> io::Result<()> {
         s.write_all(&(big as u32).to_be_bytes())?;
         let mut left = big;
         while left > 0 {
