@@ -928,26 +928,36 @@ fn flood(f: &Field, rng: &mut Rng, _tag: &str) -> Episode {
         }
         let need = n - f.max_connections;
         let deadline = Instant::now() + PATIENCE;
-        let mut busy = 0;
-        while busy < need {
+        // A flood connection let in and then closed for idleness (or reset) frees its slot
+        // for a later one: each such close lowers the number of `busy` owed by one.
+        let (mut busy, mut freed) = (0, 0);
+        while busy + freed < need {
             if Instant::now() > deadline {
                 return Err(Broken(format!(
-                    "{busy} busy of {n}, expected at least {need}"
+                    "{busy} busy of {n} ({freed} let in and closed), expected at least {need}"
                 )));
             }
             for (s, buf, done) in conns.iter_mut().filter(|c| !c.2) {
                 let mut chunk = [0u8; 256];
-                match s.read(&mut chunk) {
-                    Ok(0) => *done = true,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => *done = true,
+                let closed = match s.read(&mut chunk) {
+                    Ok(0) => true,
+                    Ok(k) => {
+                        buf.extend_from_slice(&chunk[..k]);
+                        false
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(_) => true,
+                };
+                if closed && first_frame(buf).is_none() {
+                    freed += 1;
+                    *done = true;
                 }
                 if let Some(p) = first_frame(buf) {
                     if f.is_busy(p)? {
                         busy += 1;
                     } else if p == IDLE_TIMEOUT {
                         add(&f.tally.idle_timeout, 1);
+                        freed += 1;
                     } else {
                         return Err(Broken(format!("flood got {}", preview(p))));
                     }
