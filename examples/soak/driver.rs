@@ -12,7 +12,12 @@
 //! - the process's descriptor count back to what it was with the server idle;
 //! - peak RSS (`VmHWM`) within the queue budgets plus a stated constant;
 //! - every reply to a well-behaved client byte-for-byte the frame it sent, in order, and every
-//!   error frame the one the contract prescribes, with the right figures in it.
+//!   error frame the one the contract prescribes, with the right figures in it;
+//! - optionally ([`Plan::max_reply_wait`], [`Plan::expect_no_timers`]): no echo reply later
+//!   than a bound, and an empty timer heap once every connection has gone.
+//!
+//! The server runs in this process so its figures can be read; the price is that the peers'
+//! threads and buffers count in the RSS too, which is what [`Plan::rss_constant_kb`] covers.
 #![allow(dead_code)] // the test and the example each use a part
 
 use std::collections::VecDeque;
