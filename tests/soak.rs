@@ -65,6 +65,7 @@ fn default_plan() -> driver::Plan {
         max_reply_wait: None,
         expect_no_timers: false,
         hold: driver::HOLD,
+        server: None,
         weights: driver::WEIGHTS,
     }
 }
@@ -120,6 +121,7 @@ fn echo_clients_are_served_and_memory_stays_bounded_beside_pinning_slow_readers(
         max_reply_wait: Some(Duration::from_secs(1)),
         expect_no_timers: false,
         hold: (Duration::from_secs(2), Duration::from_secs(4)),
+        server: None,
         weights,
     });
 }

@@ -113,6 +113,10 @@ pub struct Plan {
     /// How long slow readers and pinners keep their connection (drawn between the two):
     /// the longer, the longer they hold their queues (and the budget) without reading.
     pub hold: (Duration, Duration),
+    /// Run the peers against this server instead of starting one in this process (it must
+    /// be configured like [`Plan::config`]). Only the peers' checks apply then: replies and
+    /// error frames, not slots, descriptors or RSS, which are the other process's.
+    pub server: Option<SocketAddr>,
 }
 
 /// The default [`Plan::hold`]: 0.2 to 2 s.
@@ -1042,8 +1046,8 @@ pub struct Outcome {
     pub summary: String,
 }
 
-fn total(group: &ReactorGroup<Echo>) -> Option<ReactorFigures> {
-    let each = group.figures();
+fn total(group: Option<&ReactorGroup<Echo>>) -> Option<ReactorFigures> {
+    let each = group?.figures();
     each.iter()
         .all(Option::is_some)
         .then(|| total_figures(&each))
@@ -1055,25 +1059,33 @@ pub fn run(plan: &Plan) -> Outcome {
     // measured below is this run's, not that of whatever ran before it in the process.
     let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rss_before = process_figures().rss_kb.unwrap_or(0);
-    let group = match ReactorGroup::start(
-        plan.reactors,
-        plan.config.clone(),
-        "127.0.0.1:0".parse().expect("address literal"),
-        |_| Echo,
-    ) {
-        Ok(g) => g,
-        Err(e) => {
-            return Outcome {
-                failures: vec![format!("server did not start: {e}")],
-                summary: String::new(),
-            };
-        }
+    let group = match plan.server {
+        Some(_) => None,
+        None => match ReactorGroup::start(
+            plan.reactors,
+            plan.config.clone(),
+            "127.0.0.1:0".parse().expect("address literal"),
+            |_| Echo,
+        ) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                return Outcome {
+                    failures: vec![format!("server did not start: {e}")],
+                    summary: String::new(),
+                };
+            }
+        },
+    };
+    let addr = match (&group, plan.server) {
+        (Some(g), _) => g.local_addr(),
+        (None, Some(a)) => a,
+        (None, None) => unreachable!("a server is started when none is given"),
     };
     // With the server idle: its listener, pollers and wakers are part of the baseline.
     let fds_before = process_figures().open_fds.unwrap_or(0);
     let start = Instant::now();
     let field = Arc::new(Field {
-        addr: group.local_addr(),
+        addr,
         stop_at: start + plan.mix,
         max_frame: plan.config.max_frame,
         max_connections: plan.config.max_connections,
@@ -1104,7 +1116,7 @@ pub fn run(plan: &Plan) -> Outcome {
             std::thread::sleep(Duration::from_millis(100));
             if Instant::now() >= next {
                 next += every;
-                let figures = total(&group).map_or("-".into(), |t| t.to_string());
+                let figures = total(group.as_ref()).map_or("-".into(), |t| t.to_string());
                 eprintln!(
                     "soak t={:>4}s replies_checked={} {figures} {}",
                     start.elapsed().as_secs(),
@@ -1126,7 +1138,10 @@ pub fn run(plan: &Plan) -> Outcome {
     // Every slot freed: lingering closes and timeouts take up to about a second.
     let deadline = Instant::now() + Duration::from_secs(15);
     let last = loop {
-        let t = total(&group);
+        if group.is_none() {
+            break None; // another process's server: its figures are not ours to read
+        }
+        let t = total(group.as_ref());
         if let Some(t) = t.filter(|t| t.connection_slots == 0 && t.open_connections == 0) {
             break Some(t);
         }
@@ -1152,12 +1167,12 @@ pub fn run(plan: &Plan) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(5);
     let fds_after = loop {
         let n = process_figures().open_fds.unwrap_or(0);
-        if n <= fds_before || Instant::now() > deadline {
+        if group.is_none() || n <= fds_before || Instant::now() > deadline {
             break n;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    if fds_after > fds_before {
+    if group.is_some() && fds_after > fds_before {
         failures.push(format!(
             "descriptors: {fds_after} open, {fds_before} before the mix"
         ));
@@ -1166,7 +1181,9 @@ pub fn run(plan: &Plan) -> Outcome {
     let peak_growth = process.peak_rss_kb.unwrap_or(0).saturating_sub(rss_before);
     let budgets_kb = plan.config.queue_budget.unwrap_or(0) as u64 * plan.reactors as u64 / 1024;
     let bound = budgets_kb + plan.rss_constant_kb;
-    if !peak_reset {
+    if group.is_none() {
+        // The memory that counts is the other process's.
+    } else if !peak_reset {
         failures.push("could not reset VmHWM (/proc/self/clear_refs): no peak to check".into());
     } else if peak_growth > bound {
         failures.push(format!(
@@ -1193,9 +1210,11 @@ pub fn run(plan: &Plan) -> Outcome {
             .unwrap_or_else(|p| p.into_inner())
             .drain(..),
     );
-    group.shutdown(Duration::from_secs(1));
-    if group.join().is_err() {
-        failures.push("the server did not shut down cleanly".into());
+    if let Some(group) = group {
+        group.shutdown(Duration::from_secs(1));
+        if group.join().is_err() {
+            failures.push("the server did not shut down cleanly".into());
+        }
     }
 
     let per_kind: Vec<String> = KINDS
