@@ -212,6 +212,12 @@ impl Timers {
 
     /// Rebuilds the heap without its stale entries once they outnumber the live ones.
     fn compact_if_stale(&mut self) {
+        if self.stale >= self.heap.len() {
+            // Nothing live at all (the last connection closed): no need to look at entries.
+            self.heap.clear();
+            self.stale = 0;
+            return self.shrink_if_sparse();
+        }
         let live = self.heap.len().saturating_sub(self.stale);
         if self.stale <= COMPACT_FLOOR || self.stale <= live {
             return;

@@ -76,11 +76,10 @@ fn every_promise_holds_under_a_randomized_mix_of_peers() {
 }
 
 /// The same mix, and once every connection has gone the timer heap must be empty too: an
-/// idle-timeout entry must not outlive its connection. On the code of this commit a few to
-/// thousands of entries remain (3,085 after 15 s of echo clients alone), each until its
-/// timeout expires.
+/// idle-timeout entry must not outlive its connection. Before the timer heap dropped the
+/// entries of closed connections, a few to thousands remained (3,085 after 15 s of echo
+/// clients alone), each until its timeout expired.
 #[test]
-#[ignore = "fails until issue 9 item 3 lands (closed connections' timers stay in the heap)"]
 fn no_timer_outlives_its_connection_after_the_mix() {
     check(driver::Plan {
         expect_no_timers: true,
@@ -95,13 +94,13 @@ fn no_timer_outlives_its_connection_after_the_mix() {
 /// being served (no reply later than 1 s, as issue 9 item 2 asks of its ping client), and
 /// peak RSS stays within the budgets plus the same constant as the default mix.
 ///
-/// On the code of this commit it fails on the first (debug build, two runs): 192 and 418
+/// Before issue 9's fixes (read buffers that know their allocation, a budget that binds the
+/// heaviest connections) it failed on the first (debug build, two runs): 192 and 418
 /// echo replies waited more than 1 s, the longest 2.3 and 2.8 s, because reaching the budget
 /// pauses every connection, the echo clients' included, until a slow reader leaves. Peak RSS
 /// grew 44-53 MiB, inside the bound at these settings (a release run with 40 peers and a
 /// 1 MiB max frame grew 83 MiB; see the report in the README's "Soak test").
 #[test]
-#[ignore = "fails until issue 9 items 1 and 2 land (pinned read buffers; the budget pausing every connection)"]
 fn echo_clients_are_served_and_memory_stays_bounded_beside_pinning_slow_readers() {
     let weights = driver::parse_weights("slow_reader=25,pinner=75", [0; 10]).expect("weights");
     check(driver::Plan {
