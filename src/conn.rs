@@ -266,6 +266,10 @@ pub(crate) struct Connection {
     /// Replies the application is still computing elsewhere (`Context::work_started`): a
     /// graceful shutdown does not close the connection for reading out while this is above 0.
     pub(crate) work_pending: u32,
+    /// A graceful close was asked for while replies were still owed (`work_pending` > 0): it
+    /// happens, for this reason, when the last of them is produced. Meanwhile no message is
+    /// delivered and nothing is read, as after any close.
+    pub(crate) close_after_work: Option<CloseReason>,
     /// The application heard `on_open` (or started the connect) and will hear `on_close`.
     /// False for connections turned away with `busy`.
     pub(crate) reported: bool,
@@ -325,6 +329,7 @@ impl Connection {
             close_reason: None,
             finish_reading: false,
             work_pending: 0,
+            close_after_work: None,
             reported: true,
             frames_in: 0,
             bytes_in: 0,
@@ -353,7 +358,7 @@ impl Connection {
 
     /// Whether buffered frames may be handed to the application now.
     pub(crate) fn may_deliver(&self) -> bool {
-        self.state == State::Open && self.paused.is_empty()
+        self.state == State::Open && self.paused.is_empty() && self.close_after_work.is_none()
     }
 
     pub(crate) fn paused(&self) -> Paused {
@@ -392,7 +397,9 @@ impl Connection {
     /// What to ask the poller for. See the module docs: this is the only place it is decided.
     pub(crate) fn interest(&self) -> Option<Interest> {
         let read = match self.state {
-            State::Open => self.paused.is_empty() && !self.peer_eof,
+            State::Open => {
+                self.paused.is_empty() && !self.peer_eof && self.close_after_work.is_none()
+            }
             State::Lingering => !self.peer_eof,
             State::Connecting | State::Flushing | State::Closed => false,
         };

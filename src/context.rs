@@ -95,7 +95,9 @@ impl<'a> Context<'a> {
     }
 
     /// Closes `conn` gracefully: no more messages are delivered, everything queued is sent,
-    /// then FIN. [`crate::Handler::on_close`] follows when the socket is closed, with
+    /// then FIN. If replies announced with [`Context::work_started`] are still owed (jobs at
+    /// [`crate::Workers`]), the close waits for the last of them, reading and delivering
+    /// nothing meanwhile, so a peer that half-closes after its requests gets every reply. [`crate::Handler::on_close`] follows when the socket is closed, with
     /// [`CloseReason::PeerClosed`] if the peer had already half-closed, else
     /// [`CloseReason::Closed`].
     pub fn close(&mut self, conn: ConnId) {

@@ -463,6 +463,17 @@ impl Engine {
             CloseReason::Closed if conn.peer_eof => CloseReason::PeerClosed,
             other => other,
         };
+        if conn.work_pending > 0 {
+            // Replies are still being computed elsewhere (`Workers`); a closing connection
+            // refuses sends, so they would be lost. Stop delivering and reading now, and
+            // close when the last of them is produced (`Engine::work_finished`).
+            if conn.close_after_work.is_none() {
+                log::debug!("{id}: close waits for {} replies owed", conn.work_pending);
+                conn.close_after_work = Some(reason);
+            }
+            mark_dirty(&mut self.dirty, conn);
+            return;
+        }
         conn.close_reason = Some(reason);
         conn.set_state(State::Flushing, "close requested");
         self.pool.put(std::mem::take(&mut conn.read_buf));

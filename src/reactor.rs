@@ -256,6 +256,9 @@ impl<H: Handler> Reactor<H> {
     /// list, or paused (resume puts it back on the ready list). Never anywhere else, or the
     /// bytes would sit unread with no event coming to announce them.
     fn read(&mut self, id: ConnId) {
+        if self.engine.close_if_work_done(id) {
+            return;
+        }
         self.read_some_frames(id);
         // Whatever stopped the visit (read out, paused, out of budget), an empty buffer goes
         // back to the pool: an idle or paused connection should hold no buffer at all, and

@@ -97,16 +97,39 @@ impl Engine {
         }
     }
 
-    /// One owed reply produced. A connection that finished reading for a shutdown and was
-    /// waiting only for its work goes back on the ready list, where the read path (which finds
-    /// nothing more to read) closes it, after the callback that sent the reply has returned.
+    /// One owed reply produced. A connection that was waiting only for its work (a close asked
+    /// for meanwhile, or a shutdown that read it out) goes back on the ready list, where the
+    /// read path closes it, after the callback that sent the reply has returned.
     pub(crate) fn work_finished(&mut self, id: ConnId) {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
         conn.work_pending = conn.work_pending.saturating_sub(1);
-        if conn.work_pending == 0 && conn.finish_reading && conn.paused().is_empty() {
+        if conn.work_pending > 0 {
+            return;
+        }
+        // A close that was waiting for this reply, or a shutdown's read-out close: both happen
+        // from the ready list, after the callback that sends the reply has returned.
+        if conn.close_after_work.is_some() || (conn.finish_reading && conn.paused().is_empty()) {
             mark_ready(&mut self.ready, conn);
+        }
+    }
+
+    /// Carries out a close that waited for owed replies (`Engine::close`), once none is left.
+    /// Returns true if the connection is closing.
+    pub(crate) fn close_if_work_done(&mut self, id: ConnId) -> bool {
+        let Some(conn) = conn_mut(&mut self.slots, id) else {
+            return false;
+        };
+        if conn.work_pending > 0 {
+            return conn.close_after_work.is_some();
+        }
+        match conn.close_after_work.take() {
+            Some(reason) => {
+                self.close(id, reason);
+                true
+            }
+            None => false,
         }
     }
 

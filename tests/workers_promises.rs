@@ -208,3 +208,23 @@ fn replies_held_behind_a_slow_job_are_bounded_by_pausing_the_connection() {
         assert_eq!((f.held, f.in_flight), (0, 0), "{f:?}");
     });
 }
+
+/// The sibling of the shutdown case: a peer that sends its requests and then half-closes.
+/// The default `on_peer_shutdown` closes the connection, and a close must not drop the replies
+/// still owed by the workers: it waits for them (delivering no new message meanwhile), then
+/// closes gracefully.
+#[test]
+fn a_peer_that_half_closes_gets_the_replies_of_jobs_still_at_the_workers() {
+    bounded(Duration::from_secs(30), || {
+        let (pool, _) = Pool::new(1, 8);
+        let server = Server::start(Config::default(), pool);
+        let mut peer = Peer::connect(server.addr);
+        let msgs: Vec<Value> = (0..4).map(|n| json!({"n": n, "ms": 100})).collect();
+        send_all(&mut peer, &msgs);
+        peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        for m in &msgs {
+            assert_eq!(&peer.recv(), m, "every reply, in order, before the close");
+        }
+        peer.expect_closed();
+    });
+}
