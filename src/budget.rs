@@ -23,7 +23,8 @@
 //!   closes the peer's window: pausing a half-read frame would free nothing, so the decision
 //!   is made before the memory is taken. One connection at a time may *overdraw* the budget
 //!   for one frame, so a frame larger than what is free (or than the whole budget) still
-//!   completes, and waiting connections take that turn one after the other.
+//!   completes, and waiting connections take that turn one after the other, each once the
+//!   total is back within the budget (a frame read out may still be held, by its echo).
 //!
 //! Costs: each connection is judged in O(1) when its queue grows or before its buffer grows;
 //! the O(connections) scan runs only when the budget starts to bind, when the total has grown by
@@ -234,14 +235,18 @@ impl Engine {
         false
     }
 
-    /// Whether no connection is using the overdraft any more: its holder closed, or the
-    /// frame it was granted for is out (a grant is for one frame, so waiting connections take
-    /// turns even against a peer that sends nothing but large frames).
+    /// Whether the overdraft may be granted again: its holder closed, or the frame it was
+    /// granted for is out (a grant is for one frame, so waiting connections take turns even
+    /// against a peer that sends nothing but large frames) *and* the total is back within the
+    /// budget. A frame read out is still held (by its echo, queued for a peer that may never
+    /// read it): passing the overdraft on at once would let the total grow by a frame per
+    /// waiting peer, where the promise is one.
     fn overdraft_free(&mut self) -> bool {
         if let Some((holder, frame)) = self.overdraft {
+            let paid_back = self.config.queue_budget.is_none_or(|b| self.held() <= b);
             let done = self
                 .conn_ref(holder)
-                .is_none_or(|c| c.frames_in > frame || !pausable(c));
+                .is_none_or(|c| !pausable(c) || (c.frames_in > frame && paid_back));
             if !done {
                 return false;
             }

@@ -43,6 +43,9 @@ defaults: --minutes 1 --seed (from the clock; printed) --peers 40 --reactors 2
   --idle-timeout-ms 1000 --write-timeout-ms 1000 --queue-budget 524288 [--reactors 2]";
 
 fn main() {
+    // RUST_LOG=highwater=warn shows the server's decisions (budget, write timeouts) beside
+    // the peers' report.
+    env_logger::init();
     let mut flags = common::Flags::parse(USAGE, &["expect-no-timers"]);
     let seconds = match (flags.opt::<u64>("minutes"), flags.opt::<u64>("seconds")) {
         (Some(m), None) => m * 60,
