@@ -106,6 +106,7 @@ impl Engine {
             .iter()
             .filter(|(_, s)| matches!(s, Slot::Conn(c) if c.queue.len() + c.read_charged > 0))
             .count();
+        let first = !self.budget_paused;
         self.budget_paused = true;
         self.fair_share = budget / holders.max(1);
         self.budget_scanned_at = self.held();
@@ -120,7 +121,14 @@ impl Engine {
                 mark_dirty(&mut self.dirty, conn);
             }
         }
-        log::warn!(
+        // Once per binding at warn level; the rescans of a long binding are detail.
+        let level = if first {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
             "budget reached: {} bytes held ({} queued) by {holders} connections; \
              fair share {} bytes; paused {paused} queueing more",
             self.held(),

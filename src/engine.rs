@@ -508,6 +508,10 @@ impl Engine {
         }
         conn.write_shut = true;
         conn.close_reason = Some(reason);
+        // Lingering reads only to discard. A decoder left in the middle of a large frame
+        // would size those reads for the rest of it (up to `max_frame`), with no budget
+        // grant: start it afresh, so they are ordinary read chunks.
+        conn.decoder = crate::frame::Decoder::new(conn.decoder.max_frame());
         conn.set_state(State::Lingering, "queue delivered, FIN sent");
         count_open(&mut self.open, self.group_open.as_deref(), false);
         self.lingering += 1;

@@ -125,7 +125,10 @@ fn the_overdraft_waits_until_the_last_one_is_paid_back() {
             assert!(peak <= bound, "held {peak} bytes, bound {bound}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(peak > 2 * BUDGET, "a frame went through the overdraft ({peak} held)");
+        assert!(
+            peak > 2 * BUDGET,
+            "a frame went through the overdraft ({peak} held)"
+        );
         drop(server); // stops the reactor: the writers' writes fail and they end
         for w in writers {
             let _ = w.join();
