@@ -2,8 +2,10 @@
 //!
 //! What it counts ([`Engine::held`]): every byte kept alive on our side. That is each
 //! connection's write queue (replies the peer has not taken) and its read buffer's allocation
-//! (a frame in progress, frames not delivered yet), and the payloads other threads sent through
-//! a `Handle` that wait in the command channel. Per-connection limits bound one peer; this
+//! (a frame in progress, frames not delivered yet), the payloads held by work it started
+//! elsewhere (jobs at [`crate::Workers`], counted from `Context::work_started` to
+//! `work_finished`), and the payloads other threads sent through a `Handle` that wait in the
+//! command channel. Per-connection limits bound one peer; this
 //! bounds all of them together.
 //!
 //! The two sides are governed at the moment each can still say no:
@@ -37,9 +39,10 @@
 use crate::conn::{ConnId, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK, State};
 use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
-/// What a connection is judged on by the write side: its queue.
+/// What a connection is judged on by the write side: its queue, and the payloads its work in
+/// progress holds (replies on their way to the queue).
 fn judged(conn: &Connection) -> usize {
-    conn.queue.len()
+    conn.queue.len() + conn.work_bytes.iter().sum::<usize>()
 }
 
 /// Whether the budget may pause this connection (the others are closing anyway).
@@ -58,7 +61,7 @@ impl Engine {
     /// Bytes held: every connection's queue and read buffer, and the payloads waiting in the
     /// handles' command channel (`Inbox::bytes`), which are memory too.
     pub(crate) fn held(&self) -> usize {
-        self.queued + self.read_held + self.commands.bytes()
+        self.queued + self.read_held + self.work_held + self.commands.bytes()
     }
 
     /// A queue above this stops its connection's reading while the budget binds: the fair

@@ -270,6 +270,9 @@ pub(crate) struct Connection {
     /// happens, for this reason, when the last of them is produced. Meanwhile no message is
     /// delivered and nothing is read, as after any close.
     pub(crate) close_after_work: Option<CloseReason>,
+    /// The payload size each owed reply's work holds, oldest first (work finishes in order):
+    /// counted in the budget until it is done (`Engine::work_started`).
+    pub(crate) work_bytes: std::collections::VecDeque<usize>,
     /// The application heard `on_open` (or started the connect) and will hear `on_close`.
     /// False for connections turned away with `busy`.
     pub(crate) reported: bool,
@@ -330,6 +333,7 @@ impl Connection {
             finish_reading: false,
             work_pending: 0,
             close_after_work: None,
+            work_bytes: std::collections::VecDeque::new(),
             reported: true,
             frames_in: 0,
             bytes_in: 0,

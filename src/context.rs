@@ -82,7 +82,9 @@ impl<'a> Context<'a> {
     /// Tells the reactor that a reply to `conn` is being computed elsewhere (another thread):
     /// a graceful shutdown keeps `conn` open, within its grace period, until a matching
     /// [`Context::work_finished`], so the reply is delivered. [`crate::Workers`] calls both
-    /// for each job. Nothing else changes: reading, closing and timeouts go on as usual.
+    /// for each job. Called while `conn`'s message is being handled, the work is taken to hold
+    /// that message's payload until it finishes, and [`crate::Config::queue_budget`] counts it.
+    /// Reading and timeouts go on as usual; a close waits for the owed replies.
     pub fn work_started(&mut self, conn: ConnId) {
         self.engine.work_started(conn);
     }

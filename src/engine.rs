@@ -158,6 +158,11 @@ pub(crate) struct Engine {
     pub(crate) overdraft: Option<(ConnId, u64)>,
     /// Connections waiting for room to read a large frame, first come first served.
     pub(crate) read_waiters: VecDeque<ConnId>,
+    /// Payload bytes held by work started elsewhere (each connection's `work_bytes`).
+    pub(crate) work_held: usize,
+    /// The message being handed to the application now, and its payload size: what work
+    /// started during that callback holds.
+    pub(crate) delivering: Option<(ConnId, usize)>,
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
     pub(crate) accept_log: crate::accept::LogLimiter,
@@ -252,6 +257,8 @@ impl Engine {
             budget_scanned_at: 0,
             overdraft: None,
             read_waiters: VecDeque::new(),
+            work_held: 0,
+            delivering: None,
             counters: Counters::default(),
             accept_log: Default::default(),
             peers: Vec::new(),
@@ -539,6 +546,7 @@ impl Engine {
             _ => count_open(&mut self.open, self.group_open.as_deref(), false),
         }
         conn.set_state(State::Closed, reason.name());
+        self.work_held -= conn.work_bytes.drain(..).sum::<usize>();
         // Its idle, stall and linger entries would otherwise wait in the heap until due.
         self.timers.cancel_conn(id);
         self.pool.put(std::mem::take(&mut conn.read_buf));

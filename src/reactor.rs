@@ -372,6 +372,9 @@ impl<H: Handler> Reactor<H> {
 
     /// Decodes one payload and hands it to the application.
     fn deliver(&mut self, id: ConnId, payload: Bytes) {
+        // Work started for this message holds its payload: the budget charges that much
+        // (`Engine::work_started`).
+        self.engine.delivering = Some((id, payload.len()));
         match H::Message::decode(payload) {
             Ok(msg) => self
                 .handler
@@ -382,6 +385,7 @@ impl<H: Handler> Reactor<H> {
                     .on_bad_message(&mut Context::new(&mut self.engine), id, &e);
             }
         }
+        self.engine.delivering = None;
         self.deliver_notices();
     }
 

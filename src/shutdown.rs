@@ -91,9 +91,20 @@ impl Engine {
     }
 
     /// One more reply owed to `id` by work elsewhere (see `Context::work_started`).
+    ///
+    /// Started while `id`'s message is being delivered, the work holds that message's payload
+    /// (a job keeps it alive until it is done), and the budget counts it, as it counts the
+    /// queues: a slow pool must not let every connection's next large frame be read in.
     pub(crate) fn work_started(&mut self, id: ConnId) {
+        let holds = match self.delivering {
+            Some((d, len)) if d == id => len,
+            _ => 0,
+        };
         if let Some(conn) = conn_mut(&mut self.slots, id) {
             conn.work_pending = conn.work_pending.saturating_add(1);
+            conn.work_bytes.push_back(holds);
+            self.work_held += holds;
+            self.apply_budget(id);
         }
     }
 
@@ -105,6 +116,7 @@ impl Engine {
             return;
         };
         conn.work_pending = conn.work_pending.saturating_sub(1);
+        self.work_held -= conn.work_bytes.pop_front().unwrap_or(0);
         if conn.work_pending > 0 {
             return;
         }

@@ -228,3 +228,46 @@ fn a_peer_that_half_closes_gets_the_replies_of_jobs_still_at_the_workers() {
         peer.expect_closed();
     });
 }
+
+/// Payloads handed to jobs are memory too: a job waiting at the workers (queued, or parked
+/// with its paused connection) keeps its payload alive. Against a budget, peers that each send
+/// one large frame to a slow pool must not get more frames read than the budget (and one
+/// overdraft) can hold. Before, the budget never saw the jobs: every connection was granted a
+/// frame, and held memory grew by a frame per peer.
+#[test]
+fn jobs_at_the_workers_count_against_the_budget() {
+    bounded(Duration::from_secs(60), || {
+        const PEERS: usize = 6;
+        const BUDGET: usize = 1024 * 1024;
+        const FRAME: usize = 1024 * 1024;
+        let config = Config {
+            queue_budget: Some(BUDGET),
+            max_frame: 4 * FRAME,
+            ..Config::default()
+        };
+        let (pool, _) = Pool::new(1, 2);
+        let server = Server::start(config, pool);
+        // One job takes 2 s, so for the test's 2 s everything read stays at the workers.
+        let msg = serde_json::to_vec(&json!({"ms": 2000, "pad": "p".repeat(FRAME)})).unwrap();
+        let peers: Vec<_> = (0..PEERS)
+            .map(|_| {
+                let mut peer = Peer::connect(server.addr);
+                peer.stream.write_all(&frame(&msg)).unwrap();
+                peer
+            })
+            .collect();
+        // Watch for 1.5 s, while the first job still runs.
+        let end = std::time::Instant::now() + Duration::from_millis(1500);
+        let mut read = 0;
+        while std::time::Instant::now() < end {
+            read = server.query(|ctx| ctx.figures().frames_in);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The budget holds one frame and the overdraft one more: not every peer's.
+        assert!(
+            read <= 2,
+            "{read} large frames were read and handed to the workers against a budget of one"
+        );
+        drop(peers);
+    });
+}
