@@ -126,6 +126,10 @@ pub(crate) struct Engine {
     pub(crate) ready: VecDeque<ConnId>,
     /// Connections to flush and re-sync before sleeping.
     pub(crate) dirty: Vec<ConnId>,
+    /// Connections that spent their write budget ([`crate::WRITES_PER_TURN`]) with bytes
+    /// queued and the socket still writable: no event will come for them, so the next turn
+    /// marks them dirty again (`Engine::take_carried`) and the poll before it does not sleep.
+    pub(crate) carried: Vec<ConnId>,
     /// Slots to free at the end of the turn.
     pub(crate) dead: Vec<usize>,
     pub(crate) notices: VecDeque<Notice>,
@@ -233,6 +237,7 @@ impl Engine {
             timers: Timers::default(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
+            carried: Vec::new(),
             dead: Vec::new(),
             notices: VecDeque::new(),
             pool: BufPool::default(),
@@ -572,13 +577,19 @@ impl Engine {
 
     /// Reads and discards while lingering; closes when the peer does.
     pub(crate) fn linger_read(&mut self, id: ConnId) {
-        for _ in 0..crate::reactor::READS_PER_TURN {
+        let turn = self.counters.turns;
+        loop {
             let Some(conn) = conn_mut(&mut self.slots, id) else {
                 return;
             };
             if conn.state() != State::Lingering {
                 return;
             }
+            // The same per-turn read budget as the read path (`Connection::share`).
+            if conn.share(turn).reads >= crate::reactor::READS_PER_TURN {
+                break;
+            }
+            conn.share(turn).reads += 1;
             if conn.read_buf.capacity() == 0 {
                 conn.read_buf = self.pool.take();
             }
@@ -649,7 +660,11 @@ impl Engine {
 
     /// The poll timeout: zero if work is waiting, else until the nearest deadline.
     pub(crate) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.commands_pending || !self.notices.is_empty() {
+        if !self.ready.is_empty()
+            || !self.carried.is_empty()
+            || self.commands_pending
+            || !self.notices.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.next_deadline();

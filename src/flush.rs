@@ -15,10 +15,21 @@ use std::io;
 use mio::Token;
 
 use crate::conn::{ConnId, PauseReason, State};
-use crate::engine::{Engine, Notice, conn_mut, mark_ready};
+use crate::engine::{Engine, Notice, conn_mut, mark_dirty, mark_ready};
 use crate::handler::CloseReason;
+use crate::reactor::WRITES_PER_TURN;
 
 impl Engine {
+    /// Start of a turn: connections whose write budget ran out last turn are dirty again, with
+    /// a new budget.
+    pub(crate) fn take_carried(&mut self) {
+        while let Some(id) = self.carried.pop() {
+            if let Some(conn) = conn_mut(&mut self.slots, id) {
+                mark_dirty(&mut self.dirty, conn);
+            }
+        }
+    }
+
     /// Writes what each dirty connection's kernel buffer will take and re-syncs its poller
     /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
     /// handling one batch of events goes out in as few `writev` calls as possible.
@@ -44,7 +55,7 @@ impl Engine {
     /// Writes until the queue is empty or the kernel's send buffer is full (`WouldBlock`:
     /// the next link of the chain is pushing back). Then applies the low-water mark.
     fn flush(&mut self, id: ConnId) {
-        let now = self.now;
+        let (now, turn) = (self.now, self.counters.turns);
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
@@ -54,6 +65,16 @@ impl Engine {
         let before = conn.queue.len();
         let mut failure = None;
         while conn.writable && !conn.queue.is_empty() {
+            // The write side's budget, per turn like the read side's: a producer whose peer
+            // reads as fast as it writes would otherwise refill from `on_drain` and flush
+            // again inside one `settle` for as long as it pleases, while every other
+            // connection, timer and command waits. The socket is still writable, so no event
+            // will bring it back: it is carried to the next turn.
+            if conn.share(turn).writes >= WRITES_PER_TURN {
+                self.carried.push(id);
+                break;
+            }
+            conn.share(turn).writes += 1;
             self.counters.writev_calls += 1;
             match conn.queue.write_to(&mut conn.stream) {
                 Ok((0, _)) => {

@@ -35,12 +35,21 @@ use crate::handle::{Command, Handle};
 use crate::handler::{CloseReason, Handler};
 use crate::message::Decode;
 use crate::stats::{ConnFigures, ReactorFigures};
+use crate::write_queue::Pressure;
 
-/// `recv` calls one connection may make per turn before yielding to the others.
+/// `recv` calls one connection may make per turn before yielding to the others: per turn,
+/// however many times the turn visits it (its event, then the ready list).
 pub const READS_PER_TURN: usize = 16;
 
-/// Messages one connection may deliver per turn before yielding to the others.
+/// Messages one connection may deliver per turn before yielding to the others: per turn,
+/// however many times the turn visits it.
 pub const FRAMES_PER_TURN: usize = 1024;
+
+/// `writev` calls one connection may make per turn, across every flush of the turn's
+/// [`Reactor::settle`]. Each drain (and so each `on_drain`) needs a write, so this also bounds
+/// a connection's `on_drain` calls per turn. A connection that runs out with bytes queued and
+/// its socket still writable is flushed again next turn, and the poll in between does not sleep.
+pub const WRITES_PER_TURN: usize = 16;
 
 /// Commands from handles applied per turn before polling again.
 const COMMANDS_PER_TURN: usize = 1024;
@@ -195,6 +204,7 @@ impl<H: Handler> Reactor<H> {
         }
         self.engine.now = Instant::now();
         self.engine.counters.turns += 1;
+        self.engine.take_carried();
 
         for event in events.iter() {
             self.dispatch(event);
@@ -270,8 +280,9 @@ impl<H: Handler> Reactor<H> {
 
     /// The body of [`Reactor::read`].
     fn read_some_frames(&mut self, id: ConnId) {
-        let mut frames = FRAMES_PER_TURN;
-        let mut reads = READS_PER_TURN;
+        // The budgets are this turn's, kept on the connection: a second visit in the same turn
+        // (the ready list after an event) continues where the first stopped.
+        let turn = self.engine.counters.turns;
         loop {
             // 1. Hand every complete frame in the buffer to the application.
             loop {
@@ -282,14 +293,14 @@ impl<H: Handler> Reactor<H> {
                 if !conn.may_deliver() {
                     return; // paused or closing: the rest waits in the buffer
                 }
+                if conn.share(turn).frames >= FRAMES_PER_TURN {
+                    return self.engine.defer(id);
+                }
                 match conn.next_frame(now) {
                     Ok(Some(payload)) => {
+                        conn.share(turn).frames += 1;
                         self.engine.counters.frames_in += 1;
                         self.deliver(id, payload);
-                        frames -= 1;
-                        if frames == 0 {
-                            return self.engine.defer(id);
-                        }
                     }
                     Ok(None) => break,
                     Err(e) => return self.engine.frame_error(id, e),
@@ -303,10 +314,10 @@ impl<H: Handler> Reactor<H> {
                 // Read out: `read` lends an empty buffer to the next busy connection.
                 return self.finish_reading_if_shutting_down(id);
             }
-            if reads == 0 {
+            if conn.share(turn).reads >= READS_PER_TURN {
                 return self.engine.defer(id);
             }
-            reads -= 1;
+            conn.share(turn).reads += 1;
             if conn.read_buf.capacity() == 0 {
                 conn.read_buf = self.engine.pool.take();
             }
@@ -382,6 +393,13 @@ impl<H: Handler> Reactor<H> {
     /// Delivers what the engine queued for the application, in order. Drain and
     /// peer-shutdown notices for connections that closed in the meantime are dropped: the
     /// application hears `on_close` instead.
+    ///
+    /// A drain is also re-checked here, because callbacks delivered before it (another
+    /// connection's `on_drain`, an `on_close`) may have sent on its connection since `flush`
+    /// saw the fall. If a send took the queue back to high-water, that send returned
+    /// `Pressure::High` and its own drain will bring the next `on_drain`: this one is stale
+    /// and dropped. Otherwise it is delivered, even if the queue grew a little since: the
+    /// producer was told `High` and is waiting for it, and no later fall would tell it again.
     fn deliver_notices(&mut self) {
         while let Some(notice) = self.engine.notices.pop_front() {
             let still_open = |engine: &Engine, id| {
@@ -389,10 +407,15 @@ impl<H: Handler> Reactor<H> {
                     .conn_ref(id)
                     .is_some_and(|c| c.state() == State::Open)
             };
+            let drain_stands = |engine: &Engine, id| {
+                engine.conn_ref(id).is_some_and(|c| {
+                    c.state() == State::Open && c.queue.pressure() == Pressure::Clear
+                })
+            };
             let handler = &mut self.handler;
             match notice {
                 Notice::Open(id) => handler.on_open(&mut Context::new(&mut self.engine), id),
-                Notice::Drain(id) if still_open(&self.engine, id) => {
+                Notice::Drain(id) if drain_stands(&self.engine, id) => {
                     handler.on_drain(&mut Context::new(&mut self.engine), id)
                 }
                 Notice::PeerShutdown(id) if still_open(&self.engine, id) => {
