@@ -17,7 +17,7 @@ use mio::Token;
 use crate::conn::{ConnId, PauseReason, State};
 use crate::engine::{Engine, Notice, conn_mut, mark_dirty, mark_ready};
 use crate::handler::CloseReason;
-use crate::reactor::WRITES_PER_TURN;
+use crate::reactor::{WRITE_BYTES_PER_TURN, WRITES_PER_TURN};
 
 impl Engine {
     /// Start of a turn: connections whose write budget ran out last turn are dirty again, with
@@ -70,13 +70,17 @@ impl Engine {
             // again inside one `settle` for as long as it pleases, while every other
             // connection, timer and command waits. The socket is still writable, so no event
             // will bring it back: it is carried to the next turn.
-            if conn.share(turn).writes >= WRITES_PER_TURN {
+            let share = conn.share(turn);
+            if share.writes >= WRITES_PER_TURN || share.bytes_written >= WRITE_BYTES_PER_TURN {
                 self.carried.push(id);
                 break;
             }
             conn.share(turn).writes += 1;
             self.counters.writev_calls += 1;
-            match conn.queue.write_to(&mut conn.stream) {
+            let queued = conn.queue.len();
+            let result = conn.queue.write_to(&mut conn.stream);
+            conn.share(turn).bytes_written += queued - conn.queue.len();
+            match result {
                 Ok((0, _)) => {
                     failure = Some(io::Error::from(io::ErrorKind::WriteZero));
                     break;

@@ -142,7 +142,9 @@ pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
-pub use reactor::{FRAMES_PER_TURN, READS_PER_TURN, Reactor, WRITES_PER_TURN};
+pub use reactor::{
+    FRAMES_PER_TURN, READS_PER_TURN, Reactor, WRITE_BYTES_PER_TURN, WRITES_PER_TURN,
+};
 pub use request::{
     Completion, ID_FIELD, RequestClient, RequestConfig, RequestError, RequestFigures, Requests,
 };

@@ -47,9 +47,17 @@ pub const FRAMES_PER_TURN: usize = 1024;
 
 /// `writev` calls one connection may make per turn, across every flush of the turn's
 /// [`Reactor::settle`]. Each drain (and so each `on_drain`) needs a write, so this also bounds
-/// a connection's `on_drain` calls per turn. A connection that runs out with bytes queued and
-/// its socket still writable is flushed again next turn, and the poll in between does not sleep.
+/// a connection's `on_drain` calls per turn. See [`WRITE_BYTES_PER_TURN`] for what happens
+/// when the budget runs out.
 pub const WRITES_PER_TURN: usize = 16;
+
+/// Bytes one connection may write per turn: no further `writev` starts once this many went
+/// out this turn (one call may carry it past; the kernel's send buffer bounds that call).
+/// Bytes, not only calls, because what a producer's turn costs is the bytes it makes and
+/// writes: sixteen refills of a 256 KiB queue are 4 MiB of serializing. A connection that runs
+/// out of either budget with bytes queued and its socket still writable is flushed again next
+/// turn, and the poll in between does not sleep.
+pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
 
 /// Commands from handles applied per turn before polling again.
 const COMMANDS_PER_TURN: usize = 1024;
