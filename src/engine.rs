@@ -12,7 +12,8 @@
 //!   Every list that outlives a step (ready, dirty) holds [`ConnId`]s, checked by generation.
 //! - Every connection whose queue, pause state or life state changed this turn is in the
 //!   dirty list; before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) writes what it
-//!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`).
+//!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`;
+//!   the one exception is `Engine::teardown`, which deregisters a closing socket at once).
 //! - `queued` is the sum of every connection's queue length, and `read_held` the sum of their
 //!   counted read buffers (`budget.rs`).
 

@@ -8,7 +8,11 @@
 //!
 //! Invariant: after [`Engine::flush_dirty`], every connection's registered interest equals
 //! `Connection::interest()`, and no connection with bytes the kernel would accept is left
-//! waiting for an event.
+//! waiting for an event: it either met `WouldBlock` (WRITABLE is registered, and the kernel
+//! will say when there is room) or ran out of this turn's write budget and is on the carried
+//! list, which the next turn flushes without sleeping first.
+//!
+//! When this runs, and what follows it (`on_drain`), is step 6 of a turn: see `reactor.rs`.
 
 use std::io;
 
@@ -132,8 +136,10 @@ impl Engine {
         }
     }
 
-    /// Makes the poller's registration match [`Connection::interest`]. The only place that
-    /// calls `register`, `reregister` or `deregister` for a connection.
+    /// Makes the poller's registration match `Connection::interest`. The only place that
+    /// registers or re-registers a connection. Deregistering happens here (a connection that
+    /// wants nothing) and in one other place, `Engine::teardown`, which takes a socket that is
+    /// closing for good out of the poller at once, whatever it wanted.
     pub(crate) fn sync_interest(&mut self, id: ConnId) {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;

@@ -1,19 +1,71 @@
-//! The poll loop. One screen, on purpose:
+//! The poll loop, and the read path.
 //!
-//! ```text
-//! loop {
-//!     poll(timeout = 0 if work is waiting, else until the nearest deadline)
-//!     for each event: accept / record readiness and read / signals / commands
-//!     read connections left over from last turn (the ready list: fairness)
-//!     fire due timers
-//!     flush every dirty connection, re-sync interest      <- before sleeping, once
-//!     free the slots of connections closed this turn       <- never earlier
-//! }
-//! ```
+//! ## A turn, in order
 //!
-//! Fairness: a connection reads at most [`READS_PER_TURN`] times and delivers at most
-//! [`FRAMES_PER_TURN`] messages per turn. If it still has input it goes on the ready list and
-//! the next poll does not sleep, so one fire-hose peer gets its share and no more.
+//! Every turn does the same seven steps, in this order. Each names the function that does it
+//! and the budget that bounds it. Budgets are per connection **per turn**: they are counted on
+//! the connection (`Connection::share`, `conn.rs`), so a second visit in the same turn
+//! continues where the first stopped instead of starting afresh.
+//!
+//! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout`: zero if work is
+//!    waiting (the ready list, connections carried over by the write budget, commands beyond
+//!    last turn's share, undelivered notices), else until the nearest timer or shutdown
+//!    deadline. At most 1,024 events per poll (the `Events` capacity).
+//! 2. **Events** ([`Reactor::dispatch`], one per event). A listener's event accepts until
+//!    `WouldBlock` (`Engine::accept`, `accept.rs`). A connection's event becomes readiness
+//!    memory in `Engine::conn_event` (`accept.rs`): `readable` / `writable` set, a FIN or
+//!    error remembered (`final_event_seen`), a writable connection with bytes queued marked
+//!    dirty; then, if it may read, [`Reactor::read`] reads it: at most [`READS_PER_TURN`]
+//!    `recv` calls and [`FRAMES_PER_TURN`] messages this turn. The waker's event applies
+//!    commands (step 5's function); the signal pipe's starts a shutdown.
+//! 3. **Ready list** ([`Reactor::read_ready_list`]): connections that ran out of read budget
+//!    (last turn, or earlier in this one), or resumed with input waiting, are read without an
+//!    event, each visited once, with what is left of *this turn's* budget. Whoever still has
+//!    input goes to the back of the list, for the next turn.
+//! 4. **Timers** (`Engine::fire_timers`, `timeouts.rs`): every timer now due: the
+//!    application's, idle, write-stall, connect, linger, accept back-off; then the shutdown's
+//!    deadline.
+//! 5. **Commands** ([`Reactor::apply_commands`]) from handles, if some were left over: at
+//!    most 1,024 per call.
+//! 6. **Settle** ([`Reactor::settle`]): `Engine::flush_dirty` (`flush.rs`) writes each dirty
+//!    connection's queue, at most [`WRITES_PER_TURN`] `writev` calls and
+//!    [`WRITE_BYTES_PER_TURN`] bytes per connection this turn, applies the low-water mark and
+//!    re-syncs poller interest; then [`Reactor::deliver_notices`] delivers what that caused
+//!    (`on_drain`, `on_close`), whose sends make connections dirty again; repeat until no
+//!    notice is left. A connection that ran out of write budget with its socket still writable
+//!    is *carried*: the next turn starts by marking it dirty, and its poll does not sleep.
+//! 7. **Reap** (`Engine::reap`): free the slots of connections closed this turn, never
+//!    earlier, so no event of this turn's batch can reach a slot's next tenant.
+//!
+//! After every step (after each event, each ready-list visit, each command), the notices the
+//! engine queued are delivered ([`Reactor::deliver_notices`]), so callbacks never nest.
+//!
+//! Fairness: whatever a peer sends or a producer makes, one connection's share of a turn is
+//! its read budget and its write budget; past them it waits for the next turn, which comes
+//! without sleeping. So a fire-hose peer (or a producer whose reader keeps up) gets its share
+//! and no more, and timers, commands and the other connections are served every turn.
+//!
+//! ## When `on_drain` is called
+//!
+//! In step 6 only, never inside another callback. `Engine::flush` writes, and the queue falls
+//! to the low-water mark after having reached high-water: `WriteQueue::take_drain` reports it
+//! once, `flush` queues `Notice::Drain`, and [`Reactor::deliver_notices`], in the same
+//! settle, calls `on_drain`, unless by then the connection closed (`on_close` instead) or a
+//! callback delivered before it took the queue back to high-water (that send returned
+//! `Pressure::High`, and the next drain brings the next `on_drain`). So each `Pressure::High`
+//! is answered by one `on_drain`, delivered while the queue is below high-water.
+//!
+//! ## How a FIN reaches a paused connection
+//!
+//! A paused connection does not ask for READABLE (`Connection::interest`), so the peer's FIN
+//! waits in the kernel and no event announces it. Resuming (`Engine::resume`) brings it back
+//! by one of two paths. If the connection still has input the reactor knows of (`readable`
+//! from an earlier event, or whole frames buffered), it goes on the ready list (step 3), and
+//! `Reactor::read` reads to the end of the stream. Otherwise settle's `Engine::sync_interest`
+//! registers READABLE again, and epoll reports the readiness already there (the FIN, or bytes)
+//! as an event at the next poll: step 2, `Engine::conn_event`, `Reactor::read`. Either way
+//! the read returns 0, `Engine::peer_eof` runs, and the handler hears `on_peer_shutdown`
+//! after every message the peer sent before it.
 //!
 //! The read path lives here (not in the engine) because it is the one place that calls the
 //! handler with a decoded message; everything else the handler must hear about arrives as a
@@ -45,8 +97,8 @@ pub const READS_PER_TURN: usize = 16;
 /// however many times the turn visits it.
 pub const FRAMES_PER_TURN: usize = 1024;
 
-/// `writev` calls one connection may make per turn, across every flush of the turn's
-/// [`Reactor::settle`]. Each drain (and so each `on_drain`) needs a write, so this also bounds
+/// `writev` calls one connection may make per turn, across every flush of the turn's end
+/// (`Reactor::settle`, step 6 of a turn in `reactor.rs`). Each drain (and so each `on_drain`) needs a write, so this also bounds
 /// a connection's `on_drain` calls per turn. See [`WRITE_BYTES_PER_TURN`] for what happens
 /// when the budget runs out.
 pub const WRITES_PER_TURN: usize = 16;

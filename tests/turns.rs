@@ -342,3 +342,39 @@ fn on_drain_answers_the_last_high_and_never_comes_with_the_queue_back_at_high_wa
         );
     });
 }
+
+// ----- what the docs promise ---------------------------------------------------------------
+
+/// On its first message: pauses and resumes (an open connection), then closes and pauses
+/// again (a connection flushing its queue before the close), reporting both answers.
+struct PauseAnswers(Option<mpsc::Sender<(bool, bool)>>);
+
+impl Handler for PauseAnswers {
+    type Message = RawJson;
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: RawJson) {
+        let Some(tx) = self.0.take() else { return };
+        let open = ctx.pause_reading(conn);
+        ctx.resume_reading(conn);
+        let _ = ctx.send(conn, &"bye"); // something to flush, so the close takes a moment
+        ctx.close(conn);
+        let closing = ctx.pause_reading(conn);
+        let _ = tx.send((open, closing));
+    }
+}
+
+#[test]
+fn pause_reading_answers_false_for_a_connection_that_is_closing() {
+    bounded(Duration::from_secs(30), || {
+        let (tx, rx) = mpsc::channel();
+        let server = Server::start(Config::default(), PauseAnswers(Some(tx)));
+        let mut peer = TcpStream::connect(server.addr).unwrap();
+        peer.write_all(&frame(b"1")).unwrap();
+        let (open, closing) = rx.recv_timeout(Duration::from_secs(10)).expect("a message");
+        assert!(open, "pausing an open connection stops its reading");
+        assert!(
+            !closing,
+            "a closing connection was not reading: nothing to stop"
+        );
+    });
+}
