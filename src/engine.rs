@@ -139,6 +139,8 @@ pub(crate) struct Engine {
     pub(crate) commands: Inbox,
     /// The command channel may hold more than one turn's share.
     pub(crate) commands_pending: bool,
+    /// What is left of this turn's share of commands (`COMMANDS_PER_TURN`, reset each turn).
+    pub(crate) commands_left: usize,
     pub(crate) run: RunState,
     pub(crate) signals: Option<(signal_hook_mio::v1_0::Signals, Duration)>,
     /// Connections counted against `max_connections` (connecting, open, flushing).
@@ -245,6 +247,7 @@ impl Engine {
             handle,
             commands,
             commands_pending: false,
+            commands_left: crate::reactor::COMMANDS_PER_TURN,
             run: RunState::Running,
             signals: None,
             open: 0,

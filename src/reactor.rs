@@ -26,7 +26,7 @@
 //!    application's, idle, write-stall, connect, linger, accept back-off; then the shutdown's
 //!    deadline.
 //! 5. **Commands** ([`Reactor::apply_commands`]) from handles, if some were left over: at
-//!    most 1,024 per call.
+//!    most [`COMMANDS_PER_TURN`] (1,024) per turn, this step and the waker's event together.
 //! 6. **Settle** ([`Reactor::settle`]): `Engine::flush_dirty` (`flush.rs`) writes each dirty
 //!    connection's queue, at most [`WRITES_PER_TURN`] `writev` calls and
 //!    [`WRITE_BYTES_PER_TURN`] bytes per connection this turn, applies the low-water mark and
@@ -111,8 +111,9 @@ pub const WRITES_PER_TURN: usize = 16;
 /// turn, and the poll in between does not sleep.
 pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
 
-/// Commands from handles applied per turn before polling again.
-const COMMANDS_PER_TURN: usize = 1024;
+/// Commands from handles applied per turn before polling again: per turn, across the waker's
+/// event (step 2) and the leftovers' step (step 5).
+pub(crate) const COMMANDS_PER_TURN: usize = 1024;
 
 /// The reactor: a poller, a slab of connections and listeners, and the application's handler.
 ///
@@ -264,6 +265,7 @@ impl<H: Handler> Reactor<H> {
         }
         self.engine.now = Instant::now();
         self.engine.counters.turns += 1;
+        self.engine.commands_left = COMMANDS_PER_TURN;
         self.engine.take_carried();
 
         for event in events.iter() {
@@ -495,13 +497,15 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Applies commands sent through handles, a bounded number per turn.
+    /// Applies commands sent through handles, at most [`COMMANDS_PER_TURN`] per turn however
+    /// often the turn calls this (the waker's event, then the leftovers' step).
     fn apply_commands(&mut self) {
         self.engine.commands_pending = false;
-        for _ in 0..COMMANDS_PER_TURN {
+        while self.engine.commands_left > 0 {
             let Ok(cmd) = self.engine.commands.try_recv() else {
                 return;
             };
+            self.engine.commands_left -= 1;
             match cmd {
                 Command::Send(id, payload) => {
                     if let Err(e) = self.engine.send_payload(id, payload) {

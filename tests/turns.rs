@@ -30,6 +30,17 @@ fn fill(ctx: &mut Context<'_>, conn: ConnId, record: &serde_json::Value) {
 
 // ----- the write side has a budget ------------------------------------------------------
 
+/// Sets the flag when dropped, so a failing test's fast reader stops and lets the reactor's
+/// turn end (its writes meet `WouldBlock`), and the test fails at its first assertion instead
+/// of at its time bound.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The first connection is a fire hose: refilled on every `on_drain`. Every other connection
 /// gets its messages echoed (a ping client). Timers report when they fired.
 struct Hose {
@@ -93,6 +104,7 @@ fn a_producer_with_a_fast_reader_leaves_the_turn_to_timers_and_other_clients() {
         // The fast reader: takes everything, as fast as it comes.
         let received = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
+        let _stop_reader = SetOnDrop(done.clone());
         let reader = {
             let mut s = TcpStream::connect(server.addr).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -376,5 +388,60 @@ fn pause_reading_answers_false_for_a_connection_that_is_closing() {
             !closing,
             "a closing connection was not reading: nothing to stop"
         );
+    });
+}
+
+// ----- commands are per turn too ---------------------------------------------------------
+
+/// Counts `on_notify` calls per reactor turn; stops after `total`.
+struct NotifyPerTurn {
+    total: u64,
+    seen: u64,
+    turn: u64,
+    in_turn: usize,
+    most: usize,
+}
+
+impl Handler for NotifyPerTurn {
+    type Message = RawJson;
+
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: RawJson) {}
+
+    fn on_notify(&mut self, ctx: &mut Context<'_>, _: u64) {
+        let turn = ctx.figures().turns;
+        if turn != self.turn {
+            self.turn = turn;
+            self.in_turn = 0;
+        }
+        self.in_turn += 1;
+        self.most = self.most.max(self.in_turn);
+        self.seen += 1;
+        if self.seen == self.total {
+            ctx.stop();
+        }
+    }
+}
+
+#[test]
+fn handle_commands_are_applied_at_most_1024_a_turn() {
+    bounded(Duration::from_secs(30), || {
+        const TOTAL: u64 = 3000;
+        let handler = NotifyPerTurn {
+            total: TOTAL,
+            seen: 0,
+            turn: 0,
+            in_turn: 0,
+            most: 0,
+        };
+        let mut reactor = highwater::Reactor::new(Config::default(), handler).unwrap();
+        let handle = reactor.handle();
+        // All waiting before the first turn: one wake-up, then the per-turn share.
+        for i in 0..TOTAL {
+            handle.notify(i).unwrap();
+        }
+        reactor.run().unwrap();
+        let h = reactor.into_handler();
+        assert_eq!(h.seen, TOTAL);
+        assert!(h.most <= 1024, "{} commands applied in one turn", h.most);
     });
 }
