@@ -203,8 +203,8 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 pub(crate) const READ_ALLOC_KEEP: usize = 2 * READ_CHUNK;
 
 /// What a connection has spent of its per-turn budgets ([`crate::READS_PER_TURN`],
-/// [`crate::FRAMES_PER_TURN`], [`crate::WRITES_PER_TURN`], [`crate::WRITE_BYTES_PER_TURN`]) in the turn it was last counted in.
-/// Kept on the connection, not in a local of the function that spends it, because one turn may
+/// [`crate::FRAMES_PER_TURN`], [`crate::WRITES_PER_TURN`], [`crate::WRITE_BYTES_PER_TURN`])
+/// in the turn it was last counted in. Kept on the connection, not in a local of the function that spends it, because one turn may
 /// visit a connection more than once (its event, then the ready list; several flushes in
 /// `Reactor::settle`), and the budgets are per turn, not per visit.
 #[derive(Debug, Default, Clone, Copy)]

@@ -127,7 +127,8 @@ pub(crate) struct Engine {
     pub(crate) ready: VecDeque<ConnId>,
     /// Connections to flush and re-sync before sleeping.
     pub(crate) dirty: Vec<ConnId>,
-    /// Connections that spent their write budget ([`crate::WRITES_PER_TURN`]) with bytes
+    /// Connections that spent their write budget ([`crate::WRITES_PER_TURN`] calls or
+    /// [`crate::WRITE_BYTES_PER_TURN`] bytes) with bytes
     /// queued and the socket still writable: no event will come for them, so the next turn
     /// marks them dirty again (`Engine::take_carried`) and the poll before it does not sleep.
     pub(crate) carried: Vec<ConnId>,

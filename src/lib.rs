@@ -34,8 +34,9 @@
 //! `Engine::flush` for every connection touched this turn: [`WriteQueue::write_to`] hands as
 //! many queued frames as fit to one `writev`, and again while the kernel takes them all, up to
 //! the turn's write budget ([`WRITES_PER_TURN`], [`WRITE_BYTES_PER_TURN`]; the rest goes out
-//! next turn, which comes without sleeping). When the kernel's send buffer is full the write returns `WouldBlock`;
-//! the bytes stay queued and `Connection::interest` (`conn.rs`) keeps WRITABLE registered.
+//! next turn, which comes without sleeping). When the kernel's send buffer is full the write
+//! returns `WouldBlock`; the bytes stay queued and `Connection::interest` (`conn.rs`) keeps
+//! WRITABLE registered.
 //! That is the only place interest is decided: WRITABLE exactly while the queue is non-empty.
 //! [`kernel_figures`] shows this link: [`KernelFigures::unsent_bytes`].
 //!

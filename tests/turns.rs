@@ -445,3 +445,54 @@ fn handle_commands_are_applied_at_most_1024_a_turn() {
         assert!(h.most <= 1024, "{} commands applied in one turn", h.most);
     });
 }
+
+/// Pauses every connection as it opens, before it ever asked for READABLE; reports what it
+/// hears after that.
+struct PausedFromTheStart {
+    heard: mpsc::Sender<(&'static str, ConnId)>,
+}
+
+impl Handler for PausedFromTheStart {
+    type Message = RawJson;
+
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        ctx.pause_reading(conn);
+        let _ = self.heard.send(("open", conn));
+    }
+
+    fn on_message(&mut self, _: &mut Context<'_>, conn: ConnId, _: RawJson) {
+        let _ = self.heard.send(("message", conn));
+    }
+
+    fn on_peer_shutdown(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = self.heard.send(("peer_shutdown", conn));
+        ctx.close(conn);
+    }
+}
+
+/// The second resume path of the docs (`reactor.rs`, "How a FIN reaches a paused
+/// connection"): no event was ever seen, so nothing puts the connection on the ready list;
+/// re-registering READABLE makes epoll report the bytes and the FIN already waiting.
+#[test]
+fn a_fin_that_arrived_while_paused_is_heard_after_resuming() {
+    bounded(Duration::from_secs(30), || {
+        let (tx, heard) = mpsc::channel();
+        let server = Server::start(Config::default(), PausedFromTheStart { heard: tx });
+        let mut peer = TcpStream::connect(server.addr).unwrap();
+        let next = || {
+            heard
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a callback")
+        };
+        let (what, conn) = next();
+        assert_eq!(what, "open");
+        peer.write_all(&frame(b"1")).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        // Paused: neither the message nor the FIN is heard.
+        assert!(heard.recv_timeout(Duration::from_millis(50)).is_err());
+        let resumed = server.query(move |ctx| ctx.resume_reading(conn));
+        assert!(resumed, "the paused connection resumed");
+        assert_eq!(next().0, "message");
+        assert_eq!(next().0, "peer_shutdown");
+    });
+}
