@@ -58,7 +58,7 @@
 //! ## 6. And back: [`Context::resume_reading`] → [`Handler::on_drain`]
 //!
 //! `Engine::resume` clears the reason, and reading restarts by one of two paths. If the reactor
-//! already knows of input (an earlier event left `readable` set, or whole frames are
+//! already knows of input (an earlier event left `readable` set, or frame bytes are
 //! buffered), the connection goes on the ready list and `Reactor::read` reads it without an
 //! event. Otherwise the end of the turn re-registers READABLE (`Engine::sync_interest`), and
 //! epoll reports what already waits in the kernel (bytes, or the peer's FIN) as a new event:

@@ -3,14 +3,17 @@
 //! ## A turn, in order
 //!
 //! Every turn does the same seven steps, in this order. Each names the function that does it
-//! and the budget that bounds it. Budgets are per connection **per turn**: they are counted on
-//! the connection (`Connection::share`, `conn.rs`), so a second visit in the same turn
-//! continues where the first stopped instead of starting afresh.
+//! and the budget that bounds it. Budgets are **per turn**: a connection's are counted on the
+//! connection (`Connection::share`, `conn.rs`) and the commands' on the engine
+//! (`commands_left`), so a second visit in the same turn continues where the first stopped
+//! instead of starting afresh.
 //!
 //! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout`: zero if work is
 //!    waiting (the ready list, connections carried over by the write budget, commands beyond
 //!    last turn's share, undelivered notices), else until the nearest timer or shutdown
-//!    deadline. At most 1,024 events per poll (the `Events` capacity).
+//!    deadline. At most 1,024 events per poll (the `Events` capacity). Then the turn count
+//!    goes up (which starts every budget afresh) and `Engine::take_carried` (`flush.rs`) marks
+//!    the connections the write budget carried over dirty again.
 //! 2. **Events** ([`Reactor::dispatch`], one per event). A listener's event accepts until
 //!    `WouldBlock` (`Engine::accept`, `accept.rs`). A connection's event becomes readiness
 //!    memory in `Engine::conn_event` (`accept.rs`): `readable` / `writable` set, a FIN or
@@ -60,7 +63,7 @@
 //! A paused connection does not ask for READABLE (`Connection::interest`), so the peer's FIN
 //! waits in the kernel and no event announces it. Resuming (`Engine::resume`) brings it back
 //! by one of two paths. If the connection still has input the reactor knows of (`readable`
-//! from an earlier event, or whole frames buffered), it goes on the ready list (step 3), and
+//! from an earlier event, or frame bytes already buffered), it goes on the ready list (step 3), and
 //! `Reactor::read` reads to the end of the stream. Otherwise settle's `Engine::sync_interest`
 //! registers READABLE again, and epoll reports the readiness already there (the FIN, or bytes)
 //! as an event at the next poll: step 2, `Engine::conn_event`, `Reactor::read`. Either way
