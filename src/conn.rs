@@ -207,6 +207,20 @@ pub(crate) const PRESSED_CHUNK: usize = 4 * 1024;
 /// small frames after it neither pin it nor keep it (see `read_buf.rs`).
 pub(crate) const READ_ALLOC_KEEP: usize = 2 * READ_CHUNK;
 
+/// What a connection has spent of its per-turn budgets ([`crate::READS_PER_TURN`],
+/// [`crate::FRAMES_PER_TURN`], [`crate::WRITES_PER_TURN`], [`crate::WRITE_BYTES_PER_TURN`])
+/// in the turn it was last counted in. Kept on the connection, not in a local of the function that spends it, because one turn may
+/// visit a connection more than once (its event, then the ready list; several flushes in
+/// `Reactor::settle`), and the budgets are per turn, not per visit.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TurnShare {
+    turn: u64,
+    pub(crate) reads: usize,
+    pub(crate) frames: usize,
+    pub(crate) writes: usize,
+    pub(crate) bytes_written: usize,
+}
+
 /// A connection's whole state. Owned by the reactor's slab.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -243,6 +257,8 @@ pub(crate) struct Connection {
     /// re-sync interest before sleeping). Flags keep each list free of duplicates.
     pub(crate) in_ready: bool,
     pub(crate) in_dirty: bool,
+    /// This turn's spending (see [`Connection::share`]).
+    share: TurnShare,
     /// When the last frame completed (idle timeout). One idle timer is pushed at open; it
     /// re-pushes itself while the connection lives (see `timeouts.rs`).
     pub(crate) last_frame_at: Instant,
@@ -322,6 +338,7 @@ impl Connection {
             registered: None,
             in_ready: false,
             in_dirty: false,
+            share: TurnShare::default(),
             last_frame_at: now,
             last_write_at: now,
             stall_since: None,
@@ -353,6 +370,18 @@ impl Connection {
             log::debug!("{}: {:?} -> {:?} ({why})", self.id, self.state, next);
             self.state = next;
         }
+    }
+
+    /// What this connection has spent in turn `turn` (the reactor's turn count); a new turn
+    /// starts from nothing, which is all the resetting the budgets need.
+    pub(crate) fn share(&mut self, turn: u64) -> &mut TurnShare {
+        if self.share.turn != turn {
+            self.share = TurnShare {
+                turn,
+                ..TurnShare::default()
+            };
+        }
+        &mut self.share
     }
 
     /// Whether the application may queue frames (open, or still connecting).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::conn::{ConnId, PauseReason};
+use crate::conn::{ConnId, PauseReason, State};
 use crate::engine::Engine;
 use crate::handle::Handle;
 use crate::handler::CloseReason;
@@ -56,10 +56,15 @@ impl<'a> Context<'a> {
 
     /// Stops reading `conn` until [`Context::resume_reading`]: the slow consumer's move. Its
     /// unread bytes fill our kernel receive buffer, the TCP window closes, and the peer's
-    /// writes back up into its own queue. Returns false if it was already paused (for any
-    /// reason) or is not open.
+    /// writes back up into its own queue. Returns true if this call stopped reading; false if
+    /// it was already paused (for any reason), or is closing or closed (a connection flushing
+    /// its queue before a close reads no more anyway).
     pub fn pause_reading(&mut self, conn: ConnId) -> bool {
-        self.engine.pause(conn, PauseReason::Application)
+        let reading = self
+            .engine
+            .conn_ref(conn)
+            .is_some_and(|c| matches!(c.state(), State::Open | State::Connecting));
+        reading && self.engine.pause(conn, PauseReason::Application)
     }
 
     /// Undoes [`Context::pause_reading`]. Reading restarts unless another reason (the

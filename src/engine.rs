@@ -12,7 +12,8 @@
 //!   Every list that outlives a step (ready, dirty) holds [`ConnId`]s, checked by generation.
 //! - Every connection whose queue, pause state or life state changed this turn is in the
 //!   dirty list; before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) writes what it
-//!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`).
+//!   can and re-syncs poller interest for each of them, in one place (`Engine::sync_interest`;
+//!   the one exception is `Engine::teardown`, which deregisters a closing socket at once).
 //! - `queued` is the sum of every connection's queue length, and `read_held` the sum of their
 //!   counted read buffers (`budget.rs`).
 
@@ -126,6 +127,11 @@ pub(crate) struct Engine {
     pub(crate) ready: VecDeque<ConnId>,
     /// Connections to flush and re-sync before sleeping.
     pub(crate) dirty: Vec<ConnId>,
+    /// Connections that spent their write budget ([`crate::WRITES_PER_TURN`] calls or
+    /// [`crate::WRITE_BYTES_PER_TURN`] bytes) with bytes
+    /// queued and the socket still writable: no event will come for them, so the next turn
+    /// marks them dirty again (`Engine::take_carried`) and the poll before it does not sleep.
+    pub(crate) carried: Vec<ConnId>,
     /// Slots to free at the end of the turn.
     pub(crate) dead: Vec<usize>,
     pub(crate) notices: VecDeque<Notice>,
@@ -134,6 +140,8 @@ pub(crate) struct Engine {
     pub(crate) commands: Inbox,
     /// The command channel may hold more than one turn's share.
     pub(crate) commands_pending: bool,
+    /// What is left of this turn's share of commands (`COMMANDS_PER_TURN`, reset each turn).
+    pub(crate) commands_left: usize,
     pub(crate) run: RunState,
     pub(crate) signals: Option<(signal_hook_mio::v1_0::Signals, Duration)>,
     /// Connections counted against `max_connections` (connecting, open, flushing).
@@ -238,12 +246,14 @@ impl Engine {
             timers: Timers::default(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
+            carried: Vec::new(),
             dead: Vec::new(),
             notices: VecDeque::new(),
             pool: BufPool::default(),
             handle,
             commands,
             commands_pending: false,
+            commands_left: crate::reactor::COMMANDS_PER_TURN,
             run: RunState::Running,
             signals: None,
             open: 0,
@@ -595,13 +605,19 @@ impl Engine {
 
     /// Reads and discards while lingering; closes when the peer does.
     pub(crate) fn linger_read(&mut self, id: ConnId) {
-        for _ in 0..crate::reactor::READS_PER_TURN {
+        let turn = self.counters.turns;
+        loop {
             let Some(conn) = conn_mut(&mut self.slots, id) else {
                 return;
             };
             if conn.state() != State::Lingering {
                 return;
             }
+            // The same per-turn read budget as the read path (`Connection::share`).
+            if conn.share(turn).reads >= crate::reactor::READS_PER_TURN {
+                break;
+            }
+            conn.share(turn).reads += 1;
             if conn.read_buf.capacity() == 0 {
                 conn.read_buf = self.pool.take();
             }
@@ -672,7 +688,11 @@ impl Engine {
 
     /// The poll timeout: zero if work is waiting, else until the nearest deadline.
     pub(crate) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.commands_pending || !self.notices.is_empty() {
+        if !self.ready.is_empty()
+            || !self.carried.is_empty()
+            || self.commands_pending
+            || !self.notices.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.next_deadline();

@@ -8,17 +8,32 @@
 //!
 //! Invariant: after [`Engine::flush_dirty`], every connection's registered interest equals
 //! `Connection::interest()`, and no connection with bytes the kernel would accept is left
-//! waiting for an event.
+//! waiting for an event: it either met `WouldBlock` (WRITABLE is registered, and the kernel
+//! will say when there is room) or ran out of this turn's write budget and is on the carried
+//! list, which the next turn flushes without sleeping first.
+//!
+//! When this runs, and what follows it (`on_drain`), is step 6 of a turn: see `reactor.rs`.
 
 use std::io;
 
 use mio::Token;
 
 use crate::conn::{ConnId, PauseReason, State};
-use crate::engine::{Engine, Notice, conn_mut, mark_ready};
+use crate::engine::{Engine, Notice, conn_mut, mark_dirty, mark_ready};
 use crate::handler::CloseReason;
+use crate::reactor::{WRITE_BYTES_PER_TURN, WRITES_PER_TURN};
 
 impl Engine {
+    /// Start of a turn: connections whose write budget ran out last turn are dirty again, with
+    /// a new budget.
+    pub(crate) fn take_carried(&mut self) {
+        while let Some(id) = self.carried.pop() {
+            if let Some(conn) = conn_mut(&mut self.slots, id) {
+                mark_dirty(&mut self.dirty, conn);
+            }
+        }
+    }
+
     /// Writes what each dirty connection's kernel buffer will take and re-syncs its poller
     /// interest. Called by the reactor before it sleeps, so a burst of replies produced while
     /// handling one batch of events goes out in as few `writev` calls as possible.
@@ -44,7 +59,7 @@ impl Engine {
     /// Writes until the queue is empty or the kernel's send buffer is full (`WouldBlock`:
     /// the next link of the chain is pushing back). Then applies the low-water mark.
     fn flush(&mut self, id: ConnId) {
-        let now = self.now;
+        let (now, turn) = (self.now, self.counters.turns);
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
@@ -54,8 +69,22 @@ impl Engine {
         let before = conn.queue.len();
         let mut failure = None;
         while conn.writable && !conn.queue.is_empty() {
+            // The write side's budget, per turn like the read side's: a producer whose peer
+            // reads as fast as it writes would otherwise refill from `on_drain` and flush
+            // again inside one `settle` for as long as it pleases, while every other
+            // connection, timer and command waits. The socket is still writable, so no event
+            // will bring it back: it is carried to the next turn.
+            let share = conn.share(turn);
+            if share.writes >= WRITES_PER_TURN || share.bytes_written >= WRITE_BYTES_PER_TURN {
+                self.carried.push(id);
+                break;
+            }
+            conn.share(turn).writes += 1;
             self.counters.writev_calls += 1;
-            match conn.queue.write_to(&mut conn.stream) {
+            let queued = conn.queue.len();
+            let result = conn.queue.write_to(&mut conn.stream);
+            conn.share(turn).bytes_written += queued - conn.queue.len();
+            match result {
                 Ok((0, _)) => {
                     failure = Some(io::Error::from(io::ErrorKind::WriteZero));
                     break;
@@ -107,8 +136,10 @@ impl Engine {
         }
     }
 
-    /// Makes the poller's registration match [`Connection::interest`]. The only place that
-    /// calls `register`, `reregister` or `deregister` for a connection.
+    /// Makes the poller's registration match `Connection::interest`. The only place that
+    /// registers or re-registers a connection. Deregistering happens here (a connection that
+    /// wants nothing) and in one other place, `Engine::teardown`, which takes a socket that is
+    /// closing for good out of the poller at once, whatever it wanted.
     pub(crate) fn sync_interest(&mut self, id: ConnId) {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;

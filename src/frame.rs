@@ -15,7 +15,8 @@
 //! Invariant: the decoder never asks for more than `max_frame + HEADER_LEN` bytes of
 //! buffer, because a length above the limit is rejected from the four header bytes alone,
 //! before a single payload byte is buffered ([`check_header`]). Check first, then parse:
-//! a hostile `0xFFFF_FFFF` costs four bytes of memory, not four gigabytes.
+//! a hostile `0xFFFF_FFFF` reserves nothing for its payload (the connection's ordinary read
+//! buffer, which it holds anyway, is all it costs), not four gigabytes.
 
 use std::fmt;
 
@@ -107,7 +108,8 @@ impl std::error::Error for EncodeError {
 }
 
 /// Reads a length prefix and checks it against the limit. This is the whole defence against
-/// oversized frames, and it looks at four bytes only.
+/// oversized frames, and it needs the four header bytes only: nothing is reserved for a
+/// payload before its length has passed.
 pub fn check_header(header: [u8; HEADER_LEN], max_frame: usize) -> Result<usize, FrameError> {
     let len = BigEndian::read_u32(&header);
     // u32 -> u64 is lossless everywhere; comparing in u64 keeps 32-bit targets honest.

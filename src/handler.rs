@@ -74,6 +74,14 @@ pub trait Handler {
 
     /// The write queue fell to its low-water mark after reaching its high-water mark: the
     /// producer may resume (Node's `'drain'`).
+    ///
+    /// Called at the end of the turn whose flush saw the fall, never inside another callback.
+    /// Not called if the connection closed meanwhile (`on_close` comes instead), nor if a send
+    /// made after the fall (from a callback delivered first) took the queue back to high-water:
+    /// that send returned [`crate::Pressure::High`], and the next drain answers it. So every
+    /// `Pressure::High` is answered by one `on_drain`, heard while the queue is below
+    /// high-water (not necessarily still at low-water: sends since the fall may have added to
+    /// it). The order of a turn is in `reactor.rs`.
     fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         let _ = (ctx, conn);
     }

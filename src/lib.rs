@@ -12,7 +12,8 @@
 //! ## 1. The application produces: [`Context::send`]
 //!
 //! A handler calls [`Context::send`] (or [`Context::send_payload`] for bytes that are already
-//! JSON). `Engine::push` (`engine.rs`) finds the connection and hands the frame to
+//! JSON), which calls `Engine::send_json` (or `Engine::send_payload`); both go through
+//! `Engine::push` (`engine.rs`), which finds the connection and hands the frame to
 //! [`WriteQueue::push_json`] / [`WriteQueue::push_payload`], which encode it straight into the
 //! queue's buffer ([`frame::encode_json`]) and count it in bytes. Nothing is written yet.
 //!
@@ -29,10 +30,13 @@
 //!
 //! ## 3. The kernel's send buffer: `Engine::flush`
 //!
-//! Before the reactor sleeps, `Engine::flush_dirty` (`flush.rs`) calls `Engine::flush` for every
-//! connection touched this turn: [`WriteQueue::write_to`] hands as many queued frames as fit
-//! to one `writev`. When the kernel's send buffer is full the write returns `WouldBlock`;
-//! the bytes stay queued and `Connection::interest` (`conn.rs`) keeps WRITABLE registered.
+//! At the end of every turn (`Reactor::settle`), `Engine::flush_dirty` (`flush.rs`) calls
+//! `Engine::flush` for every connection touched this turn: [`WriteQueue::write_to`] hands as
+//! many queued frames as fit to one `writev`, and again while the kernel takes them all, up to
+//! the turn's write budget ([`WRITES_PER_TURN`], [`WRITE_BYTES_PER_TURN`]; the rest goes out
+//! next turn, which comes without sleeping). When the kernel's send buffer is full the write
+//! returns `WouldBlock`; the bytes stay queued and `Connection::interest` (`conn.rs`) keeps
+//! WRITABLE registered.
 //! That is the only place interest is decided: WRITABLE exactly while the queue is non-empty.
 //! [`kernel_figures`] shows this link: [`KernelFigures::unsent_bytes`].
 //!
@@ -55,11 +59,20 @@
 //!
 //! ## 6. And back: [`Context::resume_reading`] → [`Handler::on_drain`]
 //!
-//! `Engine::resume` clears the reason and puts the connection on the ready list (bytes that
-//! arrived while paused will produce no new event); `Reactor::read` reads them, the consumer's
-//! window reopens, the producer's kernel takes its bytes, and `Engine::flush` sees the queue
-//! fall to the low-water mark: [`WriteQueue::take_drain`] reports the drain once, and the
-//! reactor calls [`Handler::on_drain`]. The producer produces again (Node's `'drain'`).
+//! `Engine::resume` clears the reason, and reading restarts by one of two paths. If the reactor
+//! already knows of input (an earlier event left `readable` set, or frame bytes are
+//! buffered), the connection goes on the ready list and `Reactor::read` reads it without an
+//! event. Otherwise the end of the turn re-registers READABLE (`Engine::sync_interest`), and
+//! epoll reports what already waits in the kernel (bytes, or the peer's FIN) as a new event:
+//! `Engine::conn_event` (`accept.rs`), then `Reactor::read`. The consumer's window reopens, the
+//! producer's kernel takes its bytes, and the producer's `Engine::flush` sees its queue fall to
+//! the low-water mark: [`WriteQueue::take_drain`] reports the drain once, `flush` queues a
+//! `Notice::Drain`, and `Reactor::deliver_notices`, in the same end-of-turn `Reactor::settle`,
+//! calls [`Handler::on_drain`] (unless the queue is back at high-water by then: the next drain
+//! answers that). The producer produces again (Node's `'drain'`).
+//!
+//! The order of a turn, step by step with each step's budget and function, is written once,
+//! in `reactor.rs`'s module docs.
 //!
 //! ## Readiness is edge-triggered
 //!
@@ -67,8 +80,10 @@
 //! returns will never hear from that socket again. `Reactor::read` reads until the kernel has
 //! nothing more (`WouldBlock`, or on Linux a short read, after which epoll announces any new
 //! byte), or remembers that the socket is still readable (a paused connection, a connection out of
-//! budget for this turn: [`READS_PER_TURN`], [`FRAMES_PER_TURN`]) and comes back to it
-//! through the ready list without waiting for an event.
+//! budget for this turn: [`READS_PER_TURN`], [`FRAMES_PER_TURN`], counted per turn however
+//! often the turn visits it) and comes back to it through the ready list without waiting for an
+//! event. Writes likewise: a socket that took everything is still writable, so a connection
+//! out of write budget is carried to the next turn, not left for an event that will not come.
 //!
 //! ## The rest
 //!
@@ -144,7 +159,9 @@ pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
-pub use reactor::{FRAMES_PER_TURN, READS_PER_TURN, Reactor};
+pub use reactor::{
+    FRAMES_PER_TURN, READS_PER_TURN, Reactor, WRITE_BYTES_PER_TURN, WRITES_PER_TURN,
+};
 pub use request::{
     Completion, ID_FIELD, RequestClient, RequestConfig, RequestError, RequestFigures, Requests,
 };

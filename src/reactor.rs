@@ -1,19 +1,74 @@
-//! The poll loop. One screen, on purpose:
+//! The poll loop, and the read path.
 //!
-//! ```text
-//! loop {
-//!     poll(timeout = 0 if work is waiting, else until the nearest deadline)
-//!     for each event: accept / record readiness and read / signals / commands
-//!     read connections left over from last turn (the ready list: fairness)
-//!     fire due timers
-//!     flush every dirty connection, re-sync interest      <- before sleeping, once
-//!     free the slots of connections closed this turn       <- never earlier
-//! }
-//! ```
+//! ## A turn, in order
 //!
-//! Fairness: a connection reads at most [`READS_PER_TURN`] times and delivers at most
-//! [`FRAMES_PER_TURN`] messages per turn. If it still has input it goes on the ready list and
-//! the next poll does not sleep, so one fire-hose peer gets its share and no more.
+//! Every turn does the same seven steps, in this order. Each names the function that does it
+//! and the budget that bounds it. Budgets are **per turn**: a connection's are counted on the
+//! connection (`Connection::share`, `conn.rs`) and the commands' on the engine
+//! (`commands_left`), so a second visit in the same turn continues where the first stopped
+//! instead of starting afresh.
+//!
+//! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout`: zero if work is
+//!    waiting (the ready list, connections carried over by the write budget, commands beyond
+//!    last turn's share, undelivered notices), else until the nearest timer or shutdown
+//!    deadline. At most 1,024 events per poll (the `Events` capacity). Then the turn count
+//!    goes up (which starts every budget afresh) and `Engine::take_carried` (`flush.rs`) marks
+//!    the connections the write budget carried over dirty again.
+//! 2. **Events** ([`Reactor::dispatch`], one per event). A listener's event accepts until
+//!    `WouldBlock` (`Engine::accept`, `accept.rs`). A connection's event becomes readiness
+//!    memory in `Engine::conn_event` (`accept.rs`): `readable` / `writable` set, a FIN or
+//!    error remembered (`final_event_seen`), a writable connection with bytes queued marked
+//!    dirty; then, if it may read, [`Reactor::read`] reads it: at most [`READS_PER_TURN`]
+//!    `recv` calls and [`FRAMES_PER_TURN`] messages this turn. The waker's event applies
+//!    commands (step 5's function); the signal pipe's starts a shutdown.
+//! 3. **Ready list** ([`Reactor::read_ready_list`]): connections that ran out of read budget
+//!    (last turn, or earlier in this one), or resumed with input waiting, are read without an
+//!    event, each visited once, with what is left of *this turn's* budget. Whoever still has
+//!    input goes to the back of the list, for the next turn.
+//! 4. **Timers** (`Engine::fire_timers`, `timeouts.rs`): every timer now due: the
+//!    application's, idle, write-stall, connect, linger, accept back-off; then the shutdown's
+//!    deadline.
+//! 5. **Commands** ([`Reactor::apply_commands`]) from handles, if some were left over: at
+//!    most [`COMMANDS_PER_TURN`] (1,024) per turn, this step and the waker's event together.
+//! 6. **Settle** ([`Reactor::settle`]): `Engine::flush_dirty` (`flush.rs`) writes each dirty
+//!    connection's queue, at most [`WRITES_PER_TURN`] `writev` calls and
+//!    [`WRITE_BYTES_PER_TURN`] bytes per connection this turn, applies the low-water mark and
+//!    re-syncs poller interest; then [`Reactor::deliver_notices`] delivers what that caused
+//!    (`on_drain`, `on_close`), whose sends make connections dirty again; repeat until no
+//!    notice is left. A connection that ran out of write budget with its socket still writable
+//!    is *carried*: the next turn starts by marking it dirty, and its poll does not sleep.
+//! 7. **Reap** (`Engine::reap`): free the slots of connections closed this turn, never
+//!    earlier, so no event of this turn's batch can reach a slot's next tenant.
+//!
+//! After every step (after each event, each ready-list visit, each command), the notices the
+//! engine queued are delivered ([`Reactor::deliver_notices`]), so callbacks never nest.
+//!
+//! Fairness: whatever a peer sends or a producer makes, one connection's share of a turn is
+//! its read budget and its write budget; past them it waits for the next turn, which comes
+//! without sleeping. So a fire-hose peer (or a producer whose reader keeps up) gets its share
+//! and no more, and timers, commands and the other connections are served every turn.
+//!
+//! ## When `on_drain` is called
+//!
+//! In step 6 only, never inside another callback. `Engine::flush` writes, and the queue falls
+//! to the low-water mark after having reached high-water: `WriteQueue::take_drain` reports it
+//! once, `flush` queues `Notice::Drain`, and [`Reactor::deliver_notices`], in the same
+//! settle, calls `on_drain`, unless by then the connection closed (`on_close` instead) or a
+//! callback delivered before it took the queue back to high-water (that send returned
+//! `Pressure::High`, and the next drain brings the next `on_drain`). So each `Pressure::High`
+//! is answered by one `on_drain`, delivered while the queue is below high-water.
+//!
+//! ## How a FIN reaches a paused connection
+//!
+//! A paused connection does not ask for READABLE (`Connection::interest`), so the peer's FIN
+//! waits in the kernel and no event announces it. Resuming (`Engine::resume`) brings it back
+//! by one of two paths. If the connection still has input the reactor knows of (`readable`
+//! from an earlier event, or frame bytes already buffered), it goes on the ready list (step 3), and
+//! `Reactor::read` reads to the end of the stream. Otherwise settle's `Engine::sync_interest`
+//! registers READABLE again, and epoll reports the readiness already there (the FIN, or bytes)
+//! as an event at the next poll: step 2, `Engine::conn_event`, `Reactor::read`. Either way
+//! the read returns 0, `Engine::peer_eof` runs, and the handler hears `on_peer_shutdown`
+//! after every message the peer sent before it.
 //!
 //! The read path lives here (not in the engine) because it is the one place that calls the
 //! handler with a decoded message; everything else the handler must hear about arrives as a
@@ -35,15 +90,33 @@ use crate::handle::{Command, Handle};
 use crate::handler::{CloseReason, Handler};
 use crate::message::Decode;
 use crate::stats::{ConnFigures, ReactorFigures};
+use crate::write_queue::Pressure;
 
-/// `recv` calls one connection may make per turn before yielding to the others.
+/// `recv` calls one connection may make per turn before yielding to the others: per turn,
+/// however many times the turn visits it (its event, then the ready list).
 pub const READS_PER_TURN: usize = 16;
 
-/// Messages one connection may deliver per turn before yielding to the others.
+/// Messages one connection may deliver per turn before yielding to the others: per turn,
+/// however many times the turn visits it.
 pub const FRAMES_PER_TURN: usize = 1024;
 
-/// Commands from handles applied per turn before polling again.
-const COMMANDS_PER_TURN: usize = 1024;
+/// `writev` calls one connection may make per turn, across every flush of the turn's end
+/// (`Reactor::settle`, step 6 of a turn in `reactor.rs`). Each drain (and so each `on_drain`) needs a write, so this also bounds
+/// a connection's `on_drain` calls per turn. See [`WRITE_BYTES_PER_TURN`] for what happens
+/// when the budget runs out.
+pub const WRITES_PER_TURN: usize = 16;
+
+/// Bytes one connection may write per turn: no further `writev` starts once this many went
+/// out this turn (one call may carry it past; the kernel's send buffer bounds that call).
+/// Bytes, not only calls, because what a producer's turn costs is the bytes it makes and
+/// writes: sixteen refills of a 256 KiB queue are 4 MiB of serializing. A connection that runs
+/// out of either budget with bytes queued and its socket still writable is flushed again next
+/// turn, and the poll in between does not sleep.
+pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
+
+/// Commands from handles applied per turn before polling again: per turn, across the waker's
+/// event (step 2) and the leftovers' step (step 5).
+pub(crate) const COMMANDS_PER_TURN: usize = 1024;
 
 /// The reactor: a poller, a slab of connections and listeners, and the application's handler.
 ///
@@ -195,6 +268,8 @@ impl<H: Handler> Reactor<H> {
         }
         self.engine.now = Instant::now();
         self.engine.counters.turns += 1;
+        self.engine.commands_left = COMMANDS_PER_TURN;
+        self.engine.take_carried();
 
         for event in events.iter() {
             self.dispatch(event);
@@ -273,8 +348,9 @@ impl<H: Handler> Reactor<H> {
 
     /// The body of [`Reactor::read`].
     fn read_some_frames(&mut self, id: ConnId) {
-        let mut frames = FRAMES_PER_TURN;
-        let mut reads = READS_PER_TURN;
+        // The budgets are this turn's, kept on the connection: a second visit in the same turn
+        // (the ready list after an event) continues where the first stopped.
+        let turn = self.engine.counters.turns;
         loop {
             // 1. Hand every complete frame in the buffer to the application.
             loop {
@@ -285,14 +361,14 @@ impl<H: Handler> Reactor<H> {
                 if !conn.may_deliver() {
                     return; // paused or closing: the rest waits in the buffer
                 }
+                if conn.share(turn).frames >= FRAMES_PER_TURN {
+                    return self.engine.defer(id);
+                }
                 match conn.next_frame(now) {
                     Ok(Some(payload)) => {
+                        conn.share(turn).frames += 1;
                         self.engine.counters.frames_in += 1;
                         self.deliver(id, payload);
-                        frames -= 1;
-                        if frames == 0 {
-                            return self.engine.defer(id);
-                        }
                     }
                     Ok(None) => break,
                     Err(e) => return self.engine.frame_error(id, e),
@@ -307,10 +383,10 @@ impl<H: Handler> Reactor<H> {
                 // Read out: `read` lends an empty buffer to the next busy connection.
                 return self.finish_reading_if_shutting_down(id);
             }
-            if reads == 0 {
+            if conn.share(turn).reads >= READS_PER_TURN {
                 return self.engine.defer(id);
             }
-            reads -= 1;
+            conn.share(turn).reads += 1;
             // Under budget pressure an idle connection starts with a small buffer of its own
             // rather than a pooled read chunk (`Engine::read_chunk`).
             if conn.read_buf.capacity() == 0 && chunk == READ_CHUNK {
@@ -392,6 +468,13 @@ impl<H: Handler> Reactor<H> {
     /// Delivers what the engine queued for the application, in order. Drain and
     /// peer-shutdown notices for connections that closed in the meantime are dropped: the
     /// application hears `on_close` instead.
+    ///
+    /// A drain is also re-checked here, because callbacks delivered before it (another
+    /// connection's `on_drain`, an `on_close`) may have sent on its connection since `flush`
+    /// saw the fall. If a send took the queue back to high-water, that send returned
+    /// `Pressure::High` and its own drain will bring the next `on_drain`: this one is stale
+    /// and dropped. Otherwise it is delivered, even if the queue grew a little since: the
+    /// producer was told `High` and is waiting for it, and no later fall would tell it again.
     fn deliver_notices(&mut self) {
         while let Some(notice) = self.engine.notices.pop_front() {
             let still_open = |engine: &Engine, id| {
@@ -399,10 +482,15 @@ impl<H: Handler> Reactor<H> {
                     .conn_ref(id)
                     .is_some_and(|c| c.state() == State::Open)
             };
+            let drain_stands = |engine: &Engine, id| {
+                engine.conn_ref(id).is_some_and(|c| {
+                    c.state() == State::Open && c.queue.pressure() == Pressure::Clear
+                })
+            };
             let handler = &mut self.handler;
             match notice {
                 Notice::Open(id) => handler.on_open(&mut Context::new(&mut self.engine), id),
-                Notice::Drain(id) if still_open(&self.engine, id) => {
+                Notice::Drain(id) if drain_stands(&self.engine, id) => {
                     handler.on_drain(&mut Context::new(&mut self.engine), id)
                 }
                 Notice::PeerShutdown(id) if still_open(&self.engine, id) => {
@@ -422,13 +510,15 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Applies commands sent through handles, a bounded number per turn.
+    /// Applies commands sent through handles, at most [`COMMANDS_PER_TURN`] per turn however
+    /// often the turn calls this (the waker's event, then the leftovers' step).
     fn apply_commands(&mut self) {
         self.engine.commands_pending = false;
-        for _ in 0..COMMANDS_PER_TURN {
+        while self.engine.commands_left > 0 {
             let Ok(cmd) = self.engine.commands.try_recv() else {
                 return;
             };
+            self.engine.commands_left -= 1;
             match cmd {
                 Command::Send(id, payload) => {
                     if let Err(e) = self.engine.send_payload(id, payload) {
