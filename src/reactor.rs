@@ -43,6 +43,14 @@
 //! After every step (after each event, each ready-list visit, each command), the notices the
 //! engine queued are delivered ([`Reactor::deliver_notices`]), so callbacks never nest.
 //!
+//! The memory budget (`budget.rs`) acts at three points of this: in every read (steps 2
+//! and 3), before each `recv`, `Engine::may_read` grants a large frame's buffer or makes the
+//! connection wait, and after the visit an empty buffer goes back to the pool; in every send,
+//! `Engine::apply_budget` pauses a connection whose queue is above its share; and at the start
+//! of step 6 the overdraft passes to the next connection waiting for it
+//! (`Engine::pass_overdraft`), at its end the budget lets everyone read again once the total
+//! is down to 3/4 (`Engine::unbind_budget`).
+//!
 //! Fairness: whatever a peer sends or a producer makes, one connection's share of a turn is
 //! its read budget and its write budget; past them it waits for the next turn, which comes
 //! without sleeping. So a fire-hose peer (or a producer whose reader keeps up) gets its share
