@@ -53,6 +53,6 @@ impl Doorbell {
 
     /// Rings: the reactor behind `handle` calls `on_notify` with [`Doorbell::value`].
     pub fn ring(self, handle: &Handle) -> Result<(), HandleError> {
-        handle.notify(self.0)
+        handle.ring_reserved(self.0)
     }
 }

@@ -172,6 +172,13 @@ pub enum HandleError {
         /// The payload's size.
         got: usize,
     },
+    /// [`Handle::notify`] was given a value in the half of `u64` reserved for components'
+    /// doorbells ([`crate::Doorbell::RESERVED`] and above), where it could be taken for a
+    /// pool's. Nothing was queued.
+    Reserved {
+        /// The value refused.
+        value: u64,
+    },
 }
 
 impl fmt::Display for HandleError {
@@ -183,6 +190,10 @@ impl fmt::Display for HandleError {
             ),
             HandleError::Stopped => write!(f, "the reactor has stopped"),
             HandleError::Encode => write!(f, "the message could not be encoded as JSON"),
+            HandleError::Reserved { value } => write!(
+                f,
+                "notify value {value:#x} is reserved for components' doorbells (use one below 2^63)"
+            ),
             HandleError::TooLarge { limit, got } => write!(
                 f,
                 "the payload is {got} bytes, above the reactor's {limit}-byte frame limit"
@@ -318,8 +329,18 @@ impl Handle {
 
     /// Calls [`crate::Handler::on_notify`] with `value` on the reactor thread: a doorbell for
     /// the application's own cross-thread messages (put the data in your own channel or
-    /// shared state, ring with its index or count).
+    /// shared state, ring with its index or count). Values from [`crate::Doorbell::RESERVED`]
+    /// (2^63) up belong to components' doorbells and are refused with
+    /// [`HandleError::Reserved`], so the application's can never be taken for a pool's.
     pub fn notify(&self, value: u64) -> Result<(), HandleError> {
+        if value >= crate::Doorbell::RESERVED {
+            return Err(HandleError::Reserved { value });
+        }
+        self.submit(Command::Notify(value))
+    }
+
+    /// Rings a component's doorbell (any value, reserved ones included).
+    pub(crate) fn ring_reserved(&self, value: u64) -> Result<(), HandleError> {
         self.submit(Command::Notify(value))
     }
 

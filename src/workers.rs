@@ -467,7 +467,12 @@ fn ring<O>(shared: &Shared<O>, handle: &Handle, doorbell: Doorbell) {
     loop {
         match doorbell.ring(handle) {
             Ok(())
-            | Err(HandleError::Stopped | HandleError::Encode | HandleError::TooLarge { .. }) => {
+            | Err(
+                HandleError::Stopped
+                | HandleError::Encode
+                | HandleError::TooLarge { .. }
+                | HandleError::Reserved { .. },
+            ) => {
                 return;
             }
             Err(HandleError::Full) => std::thread::sleep(Duration::from_micros(200)),

@@ -171,8 +171,13 @@ fn two_pools_and_the_apps_doorbells_each_answer_only_their_own() {
             app_rings: rings.clone(),
         };
         let server = Server::start(Config::default(), handler);
-        // The application rings with the value the pools once shared, and with a small one.
-        server.handle.notify(OLD_WORKERS_DOORBELL).unwrap();
+        // The value the pools once shared is in the components' half now: the application
+        // cannot ring it at all. Its own values reach it alone.
+        assert!(matches!(
+            server.handle.notify(OLD_WORKERS_DOORBELL),
+            Err(highwater::HandleError::Reserved { .. })
+        ));
+        server.handle.notify(3).unwrap();
         server.handle.notify(7).unwrap();
         let mut peer = Peer::connect(server.addr);
         for n in 0..20 {
@@ -185,9 +190,40 @@ fn two_pools_and_the_apps_doorbells_each_answer_only_their_own() {
                 "n = {n}"
             );
         }
-        assert_eq!(*rings.lock().unwrap(), vec![OLD_WORKERS_DOORBELL, 7]);
+        assert_eq!(*rings.lock().unwrap(), vec![3, 7]);
         // Doorbells the library hands out stay out of the application's half of the range.
         let (x, y) = (Doorbell::allocate(), Doorbell::allocate());
         assert!(x != y && x.value() >= Doorbell::RESERVED && y.value() >= Doorbell::RESERVED);
     });
+}
+
+/// The application's notify values and the components' doorbells cannot meet: a value in the
+/// reserved half is refused at once, before it could reach a pool.
+#[test]
+fn the_application_cannot_ring_a_reserved_value() {
+    let reactor = highwater::Reactor::new(highwater::Config::default(), Quiet).unwrap();
+    let handle = reactor.handle();
+    let value = highwater::Doorbell::RESERVED + 5;
+    assert_eq!(
+        handle.notify(value),
+        Err(highwater::HandleError::Reserved { value })
+    );
+    assert_eq!(
+        handle.notify(5),
+        Ok(()),
+        "the lower half is the application's"
+    );
+}
+
+struct Quiet;
+
+impl highwater::Handler for Quiet {
+    type Message = serde_json::Value;
+    fn on_message(
+        &mut self,
+        _: &mut highwater::Context<'_>,
+        _: highwater::ConnId,
+        _: serde_json::Value,
+    ) {
+    }
 }
