@@ -109,10 +109,14 @@ fn panic_on_reactor(victim: usize) {
             ..Config::default()
         };
         let (group, opened) = start(2, config);
-        let mut peers: Vec<Peer> = (0..2).map(|_| Peer::connect(group.local_addr())).collect();
-        for (i, p) in peers.iter_mut().enumerate() {
+        // One at a time, each with a round trip, so each `on_open` is recorded before the
+        // next connection exists: the two reactors' threads cannot record them out of order.
+        let mut peers: Vec<Peer> = Vec::new();
+        for i in 0..2 {
+            let mut p = Peer::connect(group.local_addr());
             p.send(&json!(i));
             assert_eq!(p.recv(), json!(i));
+            peers.push(p);
         }
         assert_eq!(group.open_connections(), 2);
         let on: Vec<usize> = opened.lock().unwrap().iter().map(|&(r, _)| r).collect();
