@@ -58,8 +58,9 @@ pub(crate) fn charge_read(read_held: &mut usize, conn: &mut Connection) {
 }
 
 impl Engine {
-    /// Bytes held: every connection's queue and read buffer, and the payloads waiting in the
-    /// handles' command channel (`Inbox::bytes`), which are memory too.
+    /// Bytes held: every connection's queue and read buffer, the payloads its work elsewhere
+    /// holds (`work_held`), and the payloads waiting in the handles' command channel
+    /// (`Inbox::bytes`), which are memory too.
     pub(crate) fn held(&self) -> usize {
         self.queued + self.read_held + self.work_held + self.commands.bytes()
     }
@@ -107,7 +108,7 @@ impl Engine {
         let holders = self
             .slots
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Conn(c) if c.queue.len() + c.read_charged > 0))
+            .filter(|(_, s)| matches!(s, Slot::Conn(c) if judged(c) + c.read_charged > 0))
             .count();
         let first = !self.budget_paused;
         self.budget_paused = true;
