@@ -8,24 +8,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::bounded;
+use common::process::example;
 use highwater::{RequestClient, RequestConfig, RequestError};
 use serde_json::json;
-
-/// target/<profile>/examples/<name>, next to this test's own binary in target/<profile>/deps.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    dir.join("examples").join(name)
-}
 
 /// Runs the client example against `addr` with `--timeout-ms 300`; returns its exit code,
 /// its stderr, and how long it ran. The process is killed if it outlives `limit`.

@@ -6,89 +6,16 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{Running, example};
 use common::{Peer, bounded, frame};
 use serde_json::{Value, json};
 
-/// target/<profile>/examples/<name>, next to this test's own binary in target/<profile>/deps.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
-/// A running example; killed if the test ends without waiting for it.
-struct Running {
-    child: Child,
-}
-
-impl Running {
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) with the pid of a child we own; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the server example and returns it with the address from its `listening on` line.
 fn server(args: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(example("server"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let running = Running { child };
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server printed its address");
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|a| a.trim_end().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (running, addr)
+    Running::server(args, Stdio::inherit())
 }
 
 #[test]

@@ -13,26 +13,13 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
+use common::process::status_bytes;
 use common::{Echo, Peer, Server, bounded, frame, raise_fd_limit};
 use highwater::Config;
 use serde_json::json;
 
 const READERS: usize = 200;
 const BUDGET: usize = 4 * 1024 * 1024;
-
-fn status_bytes(field: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing"));
-    let kib: usize = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
 
 #[test]
 fn slow_readers_past_the_budget_do_not_stop_a_light_client() {

@@ -15,6 +15,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::process::status_bytes;
 use common::{Echo, Peer, Server, bounded};
 use highwater::Config;
 
@@ -26,21 +27,6 @@ const MAX_FRAME: usize = 8 * 1024 * 1024;
 const BIG: usize = 8_000_000;
 const SMALL: usize = 9 * 1024;
 const BUDGET: usize = 4 * 1024 * 1024;
-
-/// A field of `/proc/self/status`, in bytes.
-fn status_bytes(field: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing"));
-    let kib: usize = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
 
 #[test]
 fn a_small_echo_does_not_pin_the_big_read_buffer_it_arrived_in() {

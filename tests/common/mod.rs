@@ -2,6 +2,8 @@
 //! format, and a time bound for every test. Each test file uses a subset.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
