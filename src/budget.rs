@@ -125,11 +125,11 @@ impl Engine {
                 mark_dirty(&mut self.dirty, conn);
             }
         }
-        // Once per binding at warn level; the rescans of a long binding are detail.
-        let level = if first {
-            log::Level::Warn
-        } else {
-            log::Level::Debug
+        // A binding is worth a warning, at most one a second (a budget that binds and lets go
+        // many times a second would flood the log); the rescans of a long binding are detail.
+        let level = match (first, self.budget_log.allow(now)) {
+            (true, Some(_)) => log::Level::Warn,
+            _ => log::Level::Debug,
         };
         log::log!(
             level,
@@ -177,7 +177,7 @@ impl Engine {
         // joins it again), so it never holds more entries than there are connections.
         self.read_waiters.clear();
         let now = self.now;
-        log::info!("budget: {} bytes held; reads resume", self.held());
+        log::debug!("budget: {} bytes held; reads resume", self.held());
         for (_, slot) in self.slots.iter_mut() {
             let Slot::Conn(conn) = slot else { continue };
             let a = conn.resume(PauseReason::Budget, now);

@@ -173,6 +173,8 @@ pub(crate) struct Engine {
     pub(crate) delivering: Option<(ConnId, usize)>,
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
+    /// The budget's binding warnings, at most one a second (`budget.rs`).
+    pub(crate) budget_log: crate::accept::LogLimiter,
     pub(crate) accept_log: crate::accept::LogLimiter,
     /// The other reactors of a group: accepted connections are handed out round-robin among
     /// them and this one; shutdowns and stops are passed on.
@@ -271,6 +273,7 @@ impl Engine {
             delivering: None,
             counters: Counters::default(),
             accept_log: Default::default(),
+            budget_log: crate::accept::LogLimiter::default(),
             peers: Vec::new(),
             next_peer: 0,
             group_open: None,
