@@ -1,4 +1,4 @@
-//! The contract's producer (../shared/CONTRACT.md): streams frames of sample user records
+//! The contract's producer (PROTOCOL.md): streams frames of sample user records
 //! to a sink server, producing only while its write queue is below the high-water mark.
 //!
 //! ```text

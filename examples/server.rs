@@ -1,4 +1,4 @@
-//! The contract's server (../shared/CONTRACT.md): echo or sink, with every limit a flag.
+//! The contract's server (PROTOCOL.md): echo or sink, with every limit a flag.
 //!
 //! ```text
 //! cargo run --release --example server -- --mode sink --process-every 200 --process-ms 500

@@ -1,4 +1,4 @@
-// A producer written from ../shared/CONTRACT.md alone: streams frames to the `server`
+// A producer written from PROTOCOL.md alone: streams frames to the `server`
 // example in sink mode, obeying write()/'drain', then half-closes and checks the summary.
 // usage: node node_producer.js HOST:PORT FRAMES [ignore]   (ignore: keep writing when write()
 // returns false, the classic bug; for memory comparisons)

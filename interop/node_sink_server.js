@@ -1,4 +1,4 @@
-// A sink server written from ../shared/CONTRACT.md alone, for the `client` example to stream
+// A sink server written from PROTOCOL.md alone, for the `client` example to stream
 // into: counts frames and payload bytes, replies {"received":M,"bytes":B} on the client's
 // half-close, then closes that connection. Prints "listening on HOST:PORT"; runs until killed.
 'use strict';

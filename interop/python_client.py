@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A client written from ../shared/CONTRACT.md alone, run against the `server` example.
+"""A client written from PROTOCOL.md alone, run against the `server` example.
 
 usage: python_client.py HOST:PORT echo|sink
 Exits non-zero on the first mismatch.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the Python and Node peers (written from ../shared/CONTRACT.md) against the release
+# Runs the Python and Node peers (written from PROTOCOL.md) against the release
 # `server` and `client` examples. Needs python3 and node; builds the examples itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."

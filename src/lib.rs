@@ -88,7 +88,8 @@
 //! ## The rest
 //!
 //! - The wire format is in [`frame`]: a 4-byte big-endian length, then that many bytes of
-//!   UTF-8 JSON. Oversized lengths are rejected from the header alone ([`frame::check_header`]).
+//!   UTF-8 JSON. `PROTOCOL.md`, at the root of the repository, describes it for peers in
+//!   other languages, with the error frames and the examples' command lines. Oversized lengths are rejected from the header alone ([`frame::check_header`]).
 //! - What a payload becomes is the handler's message type ([`Decode`]): `serde_json::Value`,
 //!   your own `Deserialize` type, or [`RawJson`] (validated, not parsed, not copied).
 //! - Other threads reach a running reactor through a [`Handle`].

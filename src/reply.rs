@@ -1,5 +1,5 @@
 //! The error frames the contract defines, one constructor each, so the wire text lives in one
-//! place and matches `../shared/CONTRACT.md` field for field (and in its order).
+//! place and matches `PROTOCOL.md` field for field (and in its order).
 //!
 //! | input                          | reply                                            | then        |
 //! |--------------------------------|--------------------------------------------------|-------------|

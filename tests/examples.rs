@@ -1,4 +1,4 @@
-//! The `server` and `client` examples, run as programs, against ../shared/CONTRACT.md: the
+//! The `server` and `client` examples, run as programs, against PROTOCOL.md: the
 //! command lines, the `listening on` line, the replies, the client's summary, exit statuses,
 //! and graceful shutdown on signals. `cargo test` builds the examples before running this.
 
