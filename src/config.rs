@@ -284,9 +284,19 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::new("max_connections", "must be at least 1"));
         }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ConfigError::new(
+                "max_connections",
+                "must be at most 2^30: connection slots are numbered in 32 bits",
+            ));
+        }
         Ok(())
     }
 }
+
+/// The most `max_connections` may be: slots are numbered in 32 bits (`ConnId`), and the slab
+/// holds the open connections plus a bounded number of lingering ones.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 30;
 
 #[cfg(test)]
 mod tests {
@@ -314,6 +324,15 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("low_water"));
+    }
+
+    #[test]
+    fn more_connections_than_32_bit_slot_numbers_allow_are_refused() {
+        let c = Config {
+            max_connections: MAX_CONNECTIONS_LIMIT + 1,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field(), "max_connections");
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub struct ConnId {
 impl ConnId {
     pub(crate) fn new(index: usize, generation: u32) -> ConnId {
         ConnId {
-            index: index as u32,
+            // `Config::validate` keeps `max_connections` far below this, and the slab holds
+            // those plus a bounded number of lingering ones.
+            index: u32::try_from(index).expect("a slab slot index fits in 32 bits"),
             generation,
         }
     }
@@ -65,6 +67,8 @@ impl ConnId {
 
     /// Unpacks [`ConnId::as_u64`]. An id made up from any other number is harmless: it names
     /// no live connection, and every operation on it reports the connection as closed.
+    // Splitting a `u64` into its halves: dropping the high bits is the point.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn from_u64(packed: u64) -> ConnId {
         ConnId {
             index: packed as u32,

@@ -24,6 +24,14 @@ pub struct Context<'a> {
     engine: &'a mut Engine,
 }
 
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("figures", &self.engine.figures())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Context<'a> {
     pub(crate) fn new(engine: &'a mut Engine) -> Context<'a> {
         Context { engine }

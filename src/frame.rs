@@ -258,14 +258,17 @@ pub fn encode_json<T: Serialize + ?Sized>(
         return Err(EncodeError::Json(e));
     }
     let payload = dst.len() - start - HEADER_LEN;
-    if payload > max_frame || payload > u32::MAX as usize {
-        dst.truncate(start);
-        return Err(EncodeError::TooLarge {
-            limit: max_frame,
-            got: payload,
-        });
-    }
-    BigEndian::write_u32(&mut dst[start..start + HEADER_LEN], payload as u32);
+    let header = match u32::try_from(payload) {
+        Ok(n) if payload <= max_frame => n,
+        _ => {
+            dst.truncate(start);
+            return Err(EncodeError::TooLarge {
+                limit: max_frame,
+                got: payload,
+            });
+        }
+    };
+    BigEndian::write_u32(&mut dst[start..start + HEADER_LEN], header);
     Ok(HEADER_LEN + payload)
 }
 
@@ -298,13 +301,16 @@ pub fn encode_header(len: usize, dst: &mut BytesMut, max_frame: usize) -> Result
     if len == 0 {
         return Err(EncodeError::Empty);
     }
-    if len > max_frame || len > u32::MAX as usize {
-        return Err(EncodeError::TooLarge {
-            limit: max_frame,
-            got: len,
-        });
-    }
-    dst.put_u32(len as u32);
+    let header = match u32::try_from(len) {
+        Ok(n) if len <= max_frame => n,
+        _ => {
+            return Err(EncodeError::TooLarge {
+                limit: max_frame,
+                got: len,
+            });
+        }
+    };
+    dst.put_u32(header);
     Ok(())
 }
 

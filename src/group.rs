@@ -83,6 +83,17 @@ pub struct ReactorGroup<H: Handler + Send + 'static> {
     open: Arc<AtomicUsize>,
 }
 
+impl<H: Handler + Send + 'static> std::fmt::Debug for ReactorGroup<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReactorGroup")
+            .field("addr", &self.addr)
+            .field("reactors", &self.handles.len())
+            .field("open", &self.open.load(Ordering::Relaxed))
+            .field("failed", &self.failed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: Handler + Send + 'static> ReactorGroup<H> {
     /// Starts `reactors` reactors (at least one), each with a handler from `make(index)`.
     pub fn start(

@@ -53,7 +53,8 @@ mod imp {
     /// `getsockopt(TCP_INFO)`, and how many bytes of it the kernel filled.
     fn tcp_info(fd: RawFd) -> Option<(libc::tcp_info, usize)> {
         let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
-        let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+        let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>())
+            .expect("tcp_info is a few hundred bytes");
         // SAFETY: `info` is a zeroed, properly sized and aligned tcp_info; the kernel writes at
         // most `len` bytes into it and stores the number written back into `len`.
         let rc = unsafe {

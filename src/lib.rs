@@ -121,6 +121,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+#![deny(clippy::cast_possible_truncation)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod accept;

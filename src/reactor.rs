@@ -157,6 +157,15 @@ pub struct Reactor<H: Handler> {
     started: bool,
 }
 
+impl<H: Handler> std::fmt::Debug for Reactor<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("figures", &self.engine.figures())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: Handler> Reactor<H> {
     /// A reactor with no sockets yet. Fails if the configuration is invalid or the OS poller
     /// cannot be created.

@@ -179,13 +179,24 @@ pub struct Requests {
     figures: RequestFigures,
 }
 
+impl fmt::Debug for Requests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requests")
+            .field("addr", &self.addr)
+            .field("figures", &self.figures())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Requests {
     /// A client for the server at `addr`. Call [`Requests::start`] once the reactor runs (for
     /// example from `on_start`).
     pub fn new(addr: SocketAddr, config: RequestConfig) -> Requests {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+            .map_or(0, |d| {
+                d.as_secs() ^ u64::from(d.subsec_nanos()).rotate_left(32)
+            });
         let seed = now ^ (u64::from(std::process::id()) << 32);
         Requests {
             addr,
@@ -645,6 +656,15 @@ pub struct RequestClient {
     mailbox: Arc<Mailbox>,
     cap: usize,
     thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl fmt::Debug for RequestClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestClient")
+            .field("pending", &self.pending())
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestClient {

@@ -168,6 +168,14 @@ pub struct Workers<J: Send + 'static, O: Send + 'static> {
     figures: WorkerFigures,
 }
 
+impl<J: Send + 'static, O: Send + 'static> fmt::Debug for Workers<J, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workers")
+            .field("figures", &self.figures())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A result that came back ahead of its turn; `held` if the handler handed it in finished.
 struct Early<O> {
     outcome: Outcome<O>,

@@ -542,7 +542,7 @@ mod tests {
         let mut expect = Vec::new();
         for i in 0..(MAX_IOVECS * 2) {
             let p = Bytes::from(format!("\"{}{}\"", i, "q".repeat(COPY_MAX)));
-            expect.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            expect.extend_from_slice(&u32::try_from(p.len()).unwrap().to_be_bytes());
             expect.extend_from_slice(&p);
             let _ = q.push_payload(p, BIG).unwrap();
         }
