@@ -28,15 +28,33 @@ use highwater::{
     Workers,
 };
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--mode echo|sink]
+/// The usage text, with the defaults read from `Config::default()`: written once, in the
+/// library, so the text cannot drift from what the server does.
+fn usage(d: &Config) -> String {
+    format!(
+        "usage: server [--addr HOST:PORT] [--mode echo|sink]
   [--high-water BYTES] [--low-water BYTES] [--max-frame BYTES] [--max-connections N]
   [--idle-timeout-ms MS] [--write-timeout-ms MS] [--queue-budget BYTES]
   [--process-every N --process-ms MS] [--stats-interval-ms MS]
   [--reactors N] [--workers N --work-us U [--work-queue N]]
-defaults: --addr 127.0.0.1:7878 --mode echo --high-water 262144 --low-water 65536
-  --max-frame 8388608 --max-connections 10000 --idle-timeout-ms 60000
-  --write-timeout-ms 30000 --queue-budget 268435456 (per reactor; 0 = off)
-  --reactors (the number of cores) --workers 0 (no offload) --work-queue (2 x workers)";
+defaults: --addr 127.0.0.1:7878 --mode echo --high-water {} --low-water {}
+  --max-frame {} --max-connections {} --idle-timeout-ms {}
+  --write-timeout-ms {} --queue-budget {} (per reactor; 0 = off)
+  --reactors (the number of cores) --workers 0 (no offload) --work-queue (2 x workers)",
+        d.high_water,
+        d.low_water,
+        d.max_frame,
+        d.max_connections,
+        millis_of(d.idle_timeout),
+        millis_of(d.write_timeout),
+        d.queue_budget.unwrap_or(0),
+    )
+}
+
+/// A timeout as the flags give it: milliseconds, 0 for off.
+fn millis_of(t: Option<Duration>) -> u64 {
+    t.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -230,8 +248,8 @@ impl Handler for Server {
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut flags = common::Flags::parse(USAGE, &[]);
     let defaults = Config::default();
+    let mut flags = common::Flags::parse(usage(&defaults), &[]);
     let addr: std::net::SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
     let mode = match flags.get("mode", "echo".to_string()).as_str() {
         "echo" => Mode::Echo,
@@ -243,9 +261,14 @@ fn main() -> std::io::Result<()> {
         low_water: flags.get("low-water", defaults.low_water),
         max_frame: flags.get("max-frame", defaults.max_frame),
         max_connections: flags.get("max-connections", defaults.max_connections),
-        idle_timeout: common::millis(flags.get("idle-timeout-ms", 60_000)),
-        write_timeout: common::millis(flags.get("write-timeout-ms", 30_000)),
-        queue_budget: Some(flags.get("queue-budget", 256 * 1024 * 1024)).filter(|&b| b > 0),
+        idle_timeout: common::millis(
+            flags.get("idle-timeout-ms", millis_of(defaults.idle_timeout)),
+        ),
+        write_timeout: common::millis(
+            flags.get("write-timeout-ms", millis_of(defaults.write_timeout)),
+        ),
+        queue_budget: Some(flags.get("queue-budget", defaults.queue_budget.unwrap_or(0)))
+            .filter(|&b| b > 0),
         ..defaults
     };
     let process = match (

@@ -365,3 +365,28 @@ fn stats_lines_show_reactor_and_process_figures() {
         );
     });
 }
+
+/// The server's usage text states the library's defaults, read from `Config::default()`, not
+/// written a second time.
+#[test]
+fn server_help_states_the_librarys_defaults() {
+    let out = Command::new(example("server"))
+        .arg("--help")
+        .output()
+        .expect("run server --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let d = highwater::Config::default();
+    let ms = |t: Option<Duration>| t.map_or(0, |t| t.as_millis());
+    for want in [
+        format!("--high-water {}", d.high_water),
+        format!("--low-water {}", d.low_water),
+        format!("--max-frame {}", d.max_frame),
+        format!("--max-connections {}", d.max_connections),
+        format!("--idle-timeout-ms {}", ms(d.idle_timeout)),
+        format!("--write-timeout-ms {}", ms(d.write_timeout)),
+        format!("--queue-budget {}", d.queue_budget.unwrap_or(0)),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from:\n{text}");
+    }
+}

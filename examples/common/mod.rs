@@ -10,16 +10,17 @@ use std::str::FromStr;
 pub struct Flags {
     values: HashMap<String, String>,
     switches: Vec<String>,
-    usage: &'static str,
+    usage: String,
 }
 
 impl Flags {
     /// Parses `std::env::args()`. `switches` lists the flags that take no value.
-    pub fn parse(usage: &'static str, switches: &[&str]) -> Flags {
+    pub fn parse(usage: impl Into<String>, switches: &[&str]) -> Flags {
+        let usage = usage.into();
         let mut flags = Flags {
             values: HashMap::new(),
             switches: Vec::new(),
-            usage,
+            usage: usage.clone(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
