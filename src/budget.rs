@@ -93,12 +93,12 @@ impl Engine {
         if total >= self.budget_scanned_at + budget / 8 {
             return self.bind_budget(budget); // grown again: share out anew
         }
-        let (line, now) = (self.budget_line(), self.now);
-        if let Some(conn) = conn_mut(&mut self.slots, id) {
-            if judged(conn) > line && pausable(conn) {
-                conn.pause(PauseReason::Budget, now);
-                mark_dirty(&mut self.dirty, conn);
-            }
+        let line = self.budget_line();
+        if self
+            .conn_ref(id)
+            .is_some_and(|c| judged(c) > line && pausable(c))
+        {
+            self.pause(id, PauseReason::Budget);
         }
     }
 
@@ -147,15 +147,12 @@ impl Engine {
         if !self.budget_paused {
             return;
         }
-        let (line, now) = (self.budget_line(), self.now);
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return;
-        };
-        if conn.paused().contains(PauseReason::Budget) && judged(conn) <= line {
-            if conn.resume(PauseReason::Budget, now) && conn.has_pending_input() {
-                mark_ready(&mut self.ready, conn);
-            }
-            mark_dirty(&mut self.dirty, conn);
+        let line = self.budget_line();
+        if self
+            .conn_ref(id)
+            .is_some_and(|c| c.paused().contains(PauseReason::Budget) && judged(c) <= line)
+        {
+            self.resume(id, PauseReason::Budget);
         }
     }
 
@@ -238,11 +235,7 @@ impl Engine {
             self.overdraft = Some((id, frame));
             return true;
         }
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return true;
-        };
-        conn.pause(PauseReason::ReadBudget, self.now);
-        mark_dirty(&mut self.dirty, conn);
+        self.pause(id, PauseReason::ReadBudget);
         self.read_waiters.push_back(id);
         false
     }
@@ -274,18 +267,14 @@ impl Engine {
             let Some(id) = self.read_waiters.pop_front() else {
                 return;
             };
-            let now = self.now;
-            let Some(conn) = conn_mut(&mut self.slots, id) else {
+            let Some(conn) = self.conn_ref(id) else {
                 continue;
             };
             if !conn.paused().contains(PauseReason::ReadBudget) {
-                continue;
+                continue; // resumed meanwhile (the budget let go), or closing
             }
             self.overdraft = Some((id, conn.frames_in));
-            if conn.resume(PauseReason::ReadBudget, now) && conn.has_pending_input() {
-                mark_ready(&mut self.ready, conn);
-            }
-            mark_dirty(&mut self.dirty, conn);
+            self.resume(id, PauseReason::ReadBudget);
         }
     }
 }
