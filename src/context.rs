@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::conn::{ConnId, PauseReason, State};
+use crate::conn::{ConnId, PauseReason, ConnState};
 use crate::engine::Engine;
 use crate::handle::Handle;
 use crate::handler::CloseReason;
@@ -71,7 +71,7 @@ impl<'a> Context<'a> {
         let reading = self
             .engine
             .conn_ref(conn)
-            .is_some_and(|c| matches!(c.state(), State::Open | State::Connecting));
+            .is_some_and(|c| matches!(c.state(), ConnState::Open | ConnState::Connecting));
         reading && self.engine.pause(conn, PauseReason::Application)
     }
 

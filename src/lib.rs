@@ -125,15 +125,12 @@
 #![deny(clippy::cast_possible_truncation)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod accept;
-mod budget;
 mod buf_pool;
 mod config;
 mod conn;
 mod context;
 mod doorbell;
 mod engine;
-mod flush;
 pub mod frame;
 mod group;
 mod handle;
@@ -144,16 +141,14 @@ mod reactor;
 mod read_buf;
 mod reply;
 mod request;
-mod shutdown;
 mod stats;
-mod timeouts;
 mod timer;
 mod validate;
 mod workers;
 mod write_queue;
 
 pub use config::{Config, ConfigError};
-pub use conn::{ConnId, PauseReason, Paused, State};
+pub use conn::{ConnId, PauseReason, Paused, ConnState};
 pub use context::Context;
 pub use doorbell::Doorbell;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};

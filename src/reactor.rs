@@ -91,7 +91,7 @@ use mio::Events;
 use mio::event::Event;
 
 use crate::config::Config;
-use crate::conn::{ConnId, READ_CHUNK, ReadOutcome, State};
+use crate::conn::{ConnId, READ_CHUNK, ReadOutcome, ConnState};
 use crate::context::Context;
 use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER, conn_mut};
 use crate::handle::{Command, Handle};
@@ -330,7 +330,7 @@ impl<H: Handler> Reactor<H> {
                 continue;
             };
             conn.in_ready = false;
-            if conn.state() == State::Lingering {
+            if conn.state() == ConnState::Lingering {
                 self.engine.linger_read(id);
             } else {
                 self.read(id);
@@ -358,7 +358,7 @@ impl<H: Handler> Reactor<H> {
         if let Some(conn) = conn_mut(&mut self.engine.slots, id) {
             if conn.read_buf.is_empty() && conn.read_buf.alloc() > 0 {
                 self.engine.pool.put(std::mem::take(&mut conn.read_buf));
-                crate::budget::charge_read(&mut self.engine.read_held, conn);
+                crate::engine::budget::charge_read(&mut self.engine.read_held, conn);
             }
         }
     }
@@ -497,11 +497,11 @@ impl<H: Handler> Reactor<H> {
             let still_open = |engine: &Engine, id| {
                 engine
                     .conn_ref(id)
-                    .is_some_and(|c| c.state() == State::Open)
+                    .is_some_and(|c| c.state() == ConnState::Open)
             };
             let drain_stands = |engine: &Engine, id| {
                 engine.conn_ref(id).is_some_and(|c| {
-                    c.state() == State::Open && c.queue.pressure() == Pressure::Clear
+                    c.state() == ConnState::Open && c.queue.pressure() == Pressure::Clear
                 })
             };
             let handler = &mut self.handler;

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::conn::{ConnId, Paused, State};
+use crate::conn::{ConnId, Paused, ConnState};
 use crate::kernel::KernelFigures;
 
 /// One connection's figures. Get them with [`crate::Context::conn_figures`].
@@ -20,7 +20,7 @@ pub struct ConnFigures {
     /// True if we connected out; false if accepted.
     pub outbound: bool,
     /// Where the connection is in its life.
-    pub state: State,
+    pub state: ConnState,
     /// Reading, or paused and why.
     pub reading: Paused,
     /// Bytes in the application write queue now.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use mio::Interest;
 
-use crate::conn::{ConnId, State};
+use crate::conn::{ConnId, ConnState};
 use crate::engine::{Engine, RunState, SIGNALS, Slot, conn_mut, mark_ready};
 use crate::handler::CloseReason;
 
@@ -59,7 +59,7 @@ impl Engine {
             .slots
             .iter()
             .filter_map(|(_, slot)| match slot {
-                Slot::Conn(c) if matches!(c.state(), State::Open | State::Connecting) => Some(c.id),
+                Slot::Conn(c) if matches!(c.state(), ConnState::Open | ConnState::Connecting) => Some(c.id),
                 _ => None,
             })
             .collect();
@@ -67,7 +67,7 @@ impl Engine {
             let Some(conn) = conn_mut(&mut self.slots, id) else {
                 continue;
             };
-            if conn.state() == State::Connecting {
+            if conn.state() == ConnState::Connecting {
                 self.teardown(id, CloseReason::Shutdown);
                 continue;
             }
@@ -151,7 +151,7 @@ impl Engine {
             .slots
             .iter()
             .filter_map(|(_, s)| match s {
-                Slot::Conn(c) if c.state() != State::Closed => Some(c.id),
+                Slot::Conn(c) if c.state() != ConnState::Closed => Some(c.id),
                 _ => None,
             })
             .collect();

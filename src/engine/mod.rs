@@ -17,6 +17,12 @@
 //! - `queued` is the sum of every connection's queue length, and `read_held` the sum of their
 //!   counted read buffers (`budget.rs`).
 
+pub(crate) mod accept;
+pub(crate) mod budget;
+mod flush;
+mod shutdown;
+mod timeouts;
+
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -29,11 +35,11 @@ use mio::{Poll, Token, Waker};
 use serde::Serialize;
 use slab::Slab;
 
-use crate::budget::charge_read;
+use crate::engine::budget::charge_read;
 
 use crate::buf_pool::BufPool;
 use crate::config::Config;
-use crate::conn::{ConnId, Connection, PauseReason, State};
+use crate::conn::{ConnId, Connection, PauseReason, ConnState};
 use crate::frame::FrameError;
 use crate::handle::{self, Handle, Inbox};
 use crate::handler::CloseReason;
@@ -174,8 +180,8 @@ pub(crate) struct Engine {
     pub(crate) counters: Counters,
     /// Accept failures are logged at most once a second.
     /// The budget's binding warnings, at most one a second (`budget.rs`).
-    pub(crate) budget_log: crate::accept::LogLimiter,
-    pub(crate) accept_log: crate::accept::LogLimiter,
+    pub(crate) budget_log: crate::engine::accept::LogLimiter,
+    pub(crate) accept_log: crate::engine::accept::LogLimiter,
     /// The other reactors of a group: accepted connections are handed out round-robin among
     /// them and this one; shutdowns and stops are passed on.
     pub(crate) peers: Vec<Handle>,
@@ -189,7 +195,7 @@ pub(crate) struct Engine {
 /// (not a method) so callers can hold it while touching the engine's other fields.
 pub(crate) fn conn_mut(slots: &mut Slab<Slot>, id: ConnId) -> Option<&mut Connection> {
     match slots.get_mut(id.index()) {
-        Some(Slot::Conn(c)) if c.id == id && c.state() != State::Closed => Some(c),
+        Some(Slot::Conn(c)) if c.id == id && c.state() != ConnState::Closed => Some(c),
         _ => None,
     }
 }
@@ -273,7 +279,7 @@ impl Engine {
             delivering: None,
             counters: Counters::default(),
             accept_log: Default::default(),
-            budget_log: crate::accept::LogLimiter::default(),
+            budget_log: crate::engine::accept::LogLimiter::default(),
             peers: Vec::new(),
             next_peer: 0,
             group_open: None,
@@ -329,7 +335,7 @@ impl Engine {
 
     pub(crate) fn conn_ref(&self, id: ConnId) -> Option<&Connection> {
         self.conn_even_closed(id)
-            .filter(|c| c.state() != State::Closed)
+            .filter(|c| c.state() != ConnState::Closed)
     }
 
     /// Like `conn_ref`, but also finds a connection closed this turn (its slot is freed at
@@ -409,7 +415,7 @@ impl Engine {
         }
         if pressure.is_high()
             && self.config.pause_reads_above_high_water
-            && conn.state() == State::Open
+            && conn.state() == ConnState::Open
         {
             conn.pause(PauseReason::WriteQueue, now);
         }
@@ -474,9 +480,9 @@ impl Engine {
             return;
         };
         match conn.state() {
-            State::Open => {}
-            State::Connecting => return self.teardown(id, reason),
-            State::Flushing | State::Lingering | State::Closed => return,
+            ConnState::Open => {}
+            ConnState::Connecting => return self.teardown(id, reason),
+            ConnState::Flushing | ConnState::Lingering | ConnState::Closed => return,
         }
         // After the peer's half-close, closing ends a conversation the peer ended.
         let reason = match reason {
@@ -495,7 +501,7 @@ impl Engine {
             return;
         }
         conn.close_reason = Some(reason);
-        conn.set_state(State::Flushing, "close requested");
+        conn.set_state(ConnState::Flushing, "close requested");
         self.pool.put(std::mem::take(&mut conn.read_buf));
         charge_read(&mut self.read_held, conn);
         mark_dirty(&mut self.dirty, conn);
@@ -532,7 +538,7 @@ impl Engine {
         // would size those reads for the rest of it (up to `max_frame`), with no budget
         // grant: start it afresh, so they are ordinary read chunks.
         conn.decoder = crate::frame::Decoder::new(conn.decoder.max_frame());
-        conn.set_state(State::Lingering, "queue delivered, FIN sent");
+        conn.set_state(ConnState::Lingering, "queue delivered, FIN sent");
         count_open(&mut self.open, self.group_open.as_deref(), false);
         self.lingering += 1;
         self.timers.push_after(now, linger, Due::Linger(id));
@@ -554,11 +560,11 @@ impl Engine {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
         match conn.state() {
-            State::Lingering => self.lingering -= 1,
-            State::Closed => return,
+            ConnState::Lingering => self.lingering -= 1,
+            ConnState::Closed => return,
             _ => count_open(&mut self.open, self.group_open.as_deref(), false),
         }
-        conn.set_state(State::Closed, reason.name());
+        conn.set_state(ConnState::Closed, reason.name());
         self.work_held -= conn.work_bytes.drain(..).sum::<usize>();
         // Its idle, stall and linger entries would otherwise wait in the heap until due.
         self.timers.cancel_conn(id);
@@ -576,7 +582,7 @@ impl Engine {
     pub(crate) fn reap(&mut self) {
         for key in self.dead.drain(..) {
             let done = match self.slots.get(key) {
-                Some(Slot::Conn(c)) => c.state() == State::Closed,
+                Some(Slot::Conn(c)) => c.state() == ConnState::Closed,
                 Some(Slot::Listener(l)) => l.closed,
                 None => false,
             };
@@ -596,7 +602,7 @@ impl Engine {
         conn.peer_eof = true;
         conn.readable = false;
         mark_dirty(&mut self.dirty, conn);
-        if conn.state() == State::Lingering {
+        if conn.state() == ConnState::Lingering {
             let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
             return self.teardown(id, reason);
         }
@@ -613,7 +619,7 @@ impl Engine {
             let Some(conn) = conn_mut(&mut self.slots, id) else {
                 return;
             };
-            if conn.state() != State::Lingering {
+            if conn.state() != ConnState::Lingering {
                 return;
             }
             // The same per-turn read budget as the read path (`Connection::share`).
@@ -660,7 +666,7 @@ impl Engine {
         for (_, slot) in self.slots.iter() {
             if let Slot::Conn(c) = slot {
                 slots += 1;
-                if c.state() == State::Open && !c.paused().is_empty() {
+                if c.state() == ConnState::Open && !c.paused().is_empty() {
                     paused += 1;
                 }
             }

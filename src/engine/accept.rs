@@ -2,7 +2,7 @@
 //! connecting out; and how a socket event becomes readiness memory on a connection.
 //!
 //! Accepted and outbound connections end up as the same [`Connection`] in the same slab;
-//! an outbound one just starts in [`State::Connecting`] until the kernel reports the
+//! an outbound one just starts in [`ConnState::Connecting`] until the kernel reports the
 //! connect's outcome as a writable event.
 
 use std::io::{self, Write};
@@ -14,7 +14,7 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
-use crate::conn::{ConnId, Connection, State};
+use crate::conn::{ConnId, Connection, ConnState};
 use crate::engine::{Engine, Listener, Notice, Slot, conn_mut, mark_dirty};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
@@ -277,7 +277,7 @@ impl Engine {
             conn.reported = false;
             conn.write_shut = true;
             conn.close_reason = Some(CloseReason::Closed);
-            conn.set_state(State::Lingering, "busy");
+            conn.set_state(ConnState::Lingering, "busy");
         }
         self.lingering += 1;
         self.timers.push_after(now, linger, Due::Linger(id));
@@ -329,7 +329,7 @@ impl Engine {
             Ok(addr) => {
                 conn.peer = Some(addr);
                 conn.writable = true;
-                conn.set_state(State::Open, "connected");
+                conn.set_state(ConnState::Open, "connected");
                 self.touch(id);
                 self.opened(id);
             }
@@ -353,12 +353,12 @@ impl Engine {
         };
         let id = conn.id;
         let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-        if conn.state() == State::Connecting && (event.is_writable() || broken) {
+        if conn.state() == ConnState::Connecting && (event.is_writable() || broken) {
             self.finish_connect(id);
         }
         // Gone if it closed earlier in this batch, or its connect just failed.
         let conn = conn_mut(&mut self.slots, id)?;
-        if conn.state() == State::Connecting {
+        if conn.state() == ConnState::Connecting {
             return None; // still in progress
         }
         if event.is_readable() || broken {
@@ -373,7 +373,7 @@ impl Engine {
                 mark_dirty(&mut self.dirty, conn);
             }
         }
-        if conn.state() == State::Lingering {
+        if conn.state() == ConnState::Lingering {
             self.linger_read(id);
             return None;
         }

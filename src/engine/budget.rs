@@ -36,7 +36,7 @@
 //! overdraft), plus per connection one ordinary read buffer and the replies to one read
 //! (what it took on before it was judged).
 
-use crate::conn::{ConnId, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK, State};
+use crate::conn::{ConnId, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK, ConnState};
 use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
 /// What a connection is judged on by the write side: its queue, and the payloads its work in
@@ -47,7 +47,7 @@ fn judged(conn: &Connection) -> usize {
 
 /// Whether the budget may pause this connection (the others are closing anyway).
 fn pausable(conn: &Connection) -> bool {
-    matches!(conn.state(), State::Open | State::Connecting)
+    matches!(conn.state(), ConnState::Open | ConnState::Connecting)
 }
 
 /// Brings the count of `conn`'s read buffer into `read_held`.

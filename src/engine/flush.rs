@@ -18,7 +18,7 @@ use std::io;
 
 use mio::Token;
 
-use crate::conn::{ConnId, PauseReason, State};
+use crate::conn::{ConnId, PauseReason, ConnState};
 use crate::engine::{Engine, Notice, conn_mut, mark_dirty, mark_ready};
 use crate::handler::CloseReason;
 use crate::reactor::{WRITE_BYTES_PER_TURN, WRITES_PER_TURN};
@@ -63,7 +63,7 @@ impl Engine {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
-        if !matches!(conn.state(), State::Open | State::Flushing) {
+        if !matches!(conn.state(), ConnState::Open | ConnState::Flushing) {
             return;
         }
         let before = conn.queue.len();
@@ -130,7 +130,7 @@ impl Engine {
                     log::debug!("{id}: shutdown(Write) failed: {e}");
                 }
             }
-            if conn.state() == State::Flushing {
+            if conn.state() == ConnState::Flushing {
                 self.finish_close(id);
             }
         }

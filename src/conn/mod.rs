@@ -86,7 +86,7 @@ impl fmt::Display for ConnId {
 /// Where a connection is in its life. Every transition goes through one function
 /// (`Connection::set_state`), which logs it at debug level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum ConnState {
     /// Outbound, waiting for the non-blocking connect to finish (reported as writable).
     Connecting,
     /// Reading and writing.
@@ -232,7 +232,7 @@ pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) outbound: bool,
-    state: State,
+    state: ConnState,
     pub(crate) read_buf: ReadBuf,
     /// How much of `read_buf` is counted in the engine's budget (`budget.rs`): its allocation
     /// when last counted.
@@ -321,9 +321,9 @@ impl Connection {
             peer,
             outbound,
             state: if outbound {
-                State::Connecting
+                ConnState::Connecting
             } else {
-                State::Open
+                ConnState::Open
             },
             read_buf: ReadBuf::default(),
             read_charged: 0,
@@ -364,12 +364,12 @@ impl Connection {
         }
     }
 
-    pub(crate) fn state(&self) -> State {
+    pub(crate) fn state(&self) -> ConnState {
         self.state
     }
 
     /// The one place a state changes, so every transition is a log line a reader can find.
-    pub(crate) fn set_state(&mut self, next: State, why: &str) {
+    pub(crate) fn set_state(&mut self, next: ConnState, why: &str) {
         if self.state != next {
             log::debug!("{}: {:?} -> {:?} ({why})", self.id, self.state, next);
             self.state = next;
@@ -390,12 +390,12 @@ impl Connection {
 
     /// Whether the application may queue frames (open, or still connecting).
     pub(crate) fn accepts_sends(&self) -> bool {
-        matches!(self.state, State::Open | State::Connecting)
+        matches!(self.state, ConnState::Open | ConnState::Connecting)
     }
 
     /// Whether buffered frames may be handed to the application now.
     pub(crate) fn may_deliver(&self) -> bool {
-        self.state == State::Open && self.paused.is_empty() && self.close_after_work.is_none()
+        self.state == ConnState::Open && self.paused.is_empty() && self.close_after_work.is_none()
     }
 
     pub(crate) fn paused(&self) -> Paused {
@@ -434,15 +434,15 @@ impl Connection {
     /// What to ask the poller for. See the module docs: this is the only place it is decided.
     pub(crate) fn interest(&self) -> Option<Interest> {
         let read = match self.state {
-            State::Open => {
+            ConnState::Open => {
                 self.paused.is_empty() && !self.peer_eof && self.close_after_work.is_none()
             }
-            State::Lingering => !self.peer_eof,
-            State::Connecting | State::Flushing | State::Closed => false,
+            ConnState::Lingering => !self.peer_eof,
+            ConnState::Connecting | ConnState::Flushing | ConnState::Closed => false,
         };
         let write = match self.state {
-            State::Connecting => true,
-            State::Closed => false,
+            ConnState::Connecting => true,
+            ConnState::Closed => false,
             _ => !self.queue.is_empty(),
         };
         match (read, write) {
@@ -567,7 +567,7 @@ impl Connection {
             write_buffer_capacity: self.queue.heap_bytes(),
             readable_interest: self.registered.is_some_and(|i| i.is_readable()),
             writable_interest: self.registered.is_some_and(|i| i.is_writable()),
-            kernel: if self.state == State::Closed {
+            kernel: if self.state == ConnState::Closed {
                 crate::kernel::KernelFigures::default()
             } else {
                 crate::kernel::kernel_figures(&self.stream)
@@ -680,7 +680,7 @@ mod tests {
         );
         assert_eq!(c.paused().to_string(), "paused by WriteQueue");
         assert!(c.resume(PauseReason::WriteQueue, now));
-        c.set_state(State::Flushing, "test");
+        c.set_state(ConnState::Flushing, "test");
         assert_eq!(c.interest(), Some(Interest::WRITABLE));
         c.queue.clear();
         assert_eq!(c.interest(), None);

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnId, State};
+use crate::conn::{ConnId, ConnState};
 use crate::engine::{Engine, Notice, RunState, conn_mut};
 use crate::handler::{CloseReason, TimeoutWarning};
 use crate::reply::ErrorReply;
@@ -61,7 +61,7 @@ impl Engine {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
-        if conn.state() != State::Connecting {
+        if conn.state() != ConnState::Connecting {
             return;
         }
         let waited = self.now.saturating_duration_since(conn.opened_at);
@@ -86,7 +86,7 @@ impl Engine {
         if now.checked_add(idle).is_none() {
             return; // too long to add to the clock: never (and then no sum below overflows)
         }
-        if conn.state() != State::Open || conn.peer_eof {
+        if conn.state() != ConnState::Open || conn.peer_eof {
             return; // no longer reading: the timer ends here
         }
         if !conn.paused().is_empty() {
@@ -144,7 +144,7 @@ impl Engine {
             conn.stall_armed = false; // the queue emptied; `push` arms it again
             return;
         };
-        if conn.state() == State::Connecting {
+        if conn.state() == ConnState::Connecting {
             // Sends queued before the connect completed: no peer can take them yet, and the
             // connect deadline judges this phase. The clock starts when the peer exists.
             conn.stall_since = Some(now);
@@ -210,7 +210,7 @@ impl Engine {
         let Some(conn) = conn_mut(&mut self.slots, id) else {
             return;
         };
-        if conn.state() == State::Lingering {
+        if conn.state() == ConnState::Lingering {
             let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
             self.teardown(id, reason);
         }
