@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::conn::{ConnId, PauseReason, ConnState};
+use crate::conn::{ConnId, ConnState, PauseReason};
 use crate::engine::Engine;
 use crate::handle::Handle;
 use crate::handler::CloseReason;

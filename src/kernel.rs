@@ -38,41 +38,9 @@ pub fn kernel_figures<S: AsRawFd>(socket: &S) -> KernelFigures {
 #[cfg(target_os = "linux")]
 mod imp {
     use super::KernelFigures;
-    use std::mem::{MaybeUninit, offset_of, size_of};
+    use crate::sys::{ioctl_int, tcp_info};
+    use std::mem::{offset_of, size_of};
     use std::os::fd::RawFd;
-
-    /// `SIOCINQ` / `SIOCOUTQ` on a TCP socket: one int out.
-    fn ioctl_int(fd: RawFd, request: libc::Ioctl) -> Option<u32> {
-        let mut value: libc::c_int = 0;
-        // SAFETY: both requests write exactly one c_int through the pointer, which points to a
-        // live, aligned c_int on this stack frame. An invalid fd makes ioctl fail, not write.
-        let rc = unsafe { libc::ioctl(fd, request, &mut value as *mut libc::c_int) };
-        (rc == 0).then(|| value.max(0) as u32)
-    }
-
-    /// `getsockopt(TCP_INFO)`, and how many bytes of it the kernel filled.
-    fn tcp_info(fd: RawFd) -> Option<(libc::tcp_info, usize)> {
-        let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
-        let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>())
-            .expect("tcp_info is a few hundred bytes");
-        // SAFETY: `info` is a zeroed, properly sized and aligned tcp_info; the kernel writes at
-        // most `len` bytes into it and stores the number written back into `len`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                info.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: tcp_info is plain integers, so the zeroed bytes the kernel did not
-        // overwrite are valid values too; the struct is fully initialised either way.
-        Some((unsafe { info.assume_init() }, len as usize))
-    }
 
     pub(super) fn read(fd: RawFd) -> KernelFigures {
         let info = tcp_info(fd);

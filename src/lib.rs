@@ -124,6 +124,8 @@
 #![deny(missing_debug_implementations)]
 #![deny(clippy::cast_possible_truncation)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every `unsafe` block lives in `sys.rs`, which allows it for itself alone.
+#![deny(unsafe_code)]
 
 mod buf_pool;
 mod config;
@@ -142,13 +144,14 @@ mod read_buf;
 mod reply;
 mod request;
 mod stats;
+mod sys;
 mod timer;
 mod validate;
 mod workers;
 mod write_queue;
 
 pub use config::{Config, ConfigError};
-pub use conn::{ConnId, PauseReason, Paused, ConnState};
+pub use conn::{ConnId, ConnState, PauseReason, Paused};
 pub use context::Context;
 pub use doorbell::Doorbell;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};

@@ -91,7 +91,7 @@ use mio::Events;
 use mio::event::Event;
 
 use crate::config::Config;
-use crate::conn::{ConnId, READ_CHUNK, ReadOutcome, ConnState};
+use crate::conn::{ConnId, ConnState, READ_CHUNK, ReadOutcome};
 use crate::context::Context;
 use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER, conn_mut};
 use crate::handle::{Command, Handle};

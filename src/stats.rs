@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::conn::{ConnId, Paused, ConnState};
+use crate::conn::{ConnId, ConnState, Paused};
 use crate::kernel::KernelFigures;
 
 /// One connection's figures. Get them with [`crate::Context::conn_figures`].

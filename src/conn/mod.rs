@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::read_buf::ReadBuf;
 use mio::Interest;
@@ -501,7 +501,7 @@ impl Connection {
         }
         let offered = self.read_buf.capacity() - self.read_buf.len();
         loop {
-            match recv_into(&self.stream, self.read_buf.bytes_mut()) {
+            match crate::sys::recv_into(self.stream.as_raw_fd(), self.read_buf.bytes_mut()) {
                 Ok(0) => return ReadOutcome::Eof,
                 Ok(n) => {
                     self.bytes_in += n as u64;
@@ -576,31 +576,6 @@ impl Connection {
             age: now.saturating_duration_since(self.opened_at),
         }
     }
-}
-
-/// `recv(2)` into the spare capacity of `buf`, then commits exactly the bytes received.
-///
-/// `std::io::Read::read` wants an initialised `&mut [u8]`; zero-filling 64 KiB before every
-/// read would cost about as much as the read itself, and handing uninitialised memory to
-/// `read` as `&mut [u8]` is undefined behaviour. `recv` takes a raw pointer, so neither is
-/// needed.
-fn recv_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let spare = buf.chunk_mut();
-    let len = spare.len();
-    let ptr = spare.as_mut_ptr();
-    // SAFETY: `ptr` points to `len` bytes of spare capacity owned by `buf`, valid for writes
-    // for the duration of the call (we hold `&mut buf`). recv writes at most `len` bytes and
-    // returns how many it wrote (or -1 and writes nothing we rely on). The fd is owned by
-    // `stream`, which outlives the call.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), ptr.cast(), len, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // SAFETY: the kernel initialised exactly `n <= len` bytes starting at `ptr`, the start of
-    // the spare capacity, so advancing the length by `n` exposes only initialised bytes.
-    unsafe { buf.advance_mut(n) };
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
-use crate::conn::{ConnId, Connection, ConnState};
+use crate::conn::{ConnId, ConnState, Connection};
 use crate::engine::{Engine, Listener, Notice, Slot, conn_mut, mark_dirty};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;

@@ -36,7 +36,7 @@
 //! overdraft), plus per connection one ordinary read buffer and the replies to one read
 //! (what it took on before it was judged).
 
-use crate::conn::{ConnId, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK, ConnState};
+use crate::conn::{ConnId, ConnState, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK};
 use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
 /// What a connection is judged on by the write side: its queue, and the payloads its work in

@@ -18,7 +18,7 @@ use std::io;
 
 use mio::Token;
 
-use crate::conn::{ConnId, PauseReason, ConnState};
+use crate::conn::{ConnId, ConnState, PauseReason};
 use crate::engine::{Engine, Notice, conn_mut, mark_dirty, mark_ready};
 use crate::handler::CloseReason;
 use crate::reactor::{WRITE_BYTES_PER_TURN, WRITES_PER_TURN};

@@ -39,7 +39,7 @@ use crate::engine::budget::charge_read;
 
 use crate::buf_pool::BufPool;
 use crate::config::Config;
-use crate::conn::{ConnId, Connection, PauseReason, ConnState};
+use crate::conn::{ConnId, ConnState, Connection, PauseReason};
 use crate::frame::FrameError;
 use crate::handle::{self, Handle, Inbox};
 use crate::handler::CloseReason;

@@ -59,7 +59,9 @@ impl Engine {
             .slots
             .iter()
             .filter_map(|(_, slot)| match slot {
-                Slot::Conn(c) if matches!(c.state(), ConnState::Open | ConnState::Connecting) => Some(c.id),
+                Slot::Conn(c) if matches!(c.state(), ConnState::Open | ConnState::Connecting) => {
+                    Some(c.id)
+                }
                 _ => None,
             })
             .collect();
