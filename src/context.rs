@@ -143,7 +143,7 @@ impl<'a> Context<'a> {
         let Some(c) = self.engine.conn(conn) else {
             return;
         };
-        let discarded = c.queue.len();
+        let discarded = c.queue().len();
         c.reset_on_close();
         self.engine
             .teardown(conn, CloseReason::Aborted { discarded });
@@ -182,7 +182,7 @@ impl<'a> Context<'a> {
 
     /// Bytes queued on `conn` (0 if it is closed).
     pub fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.engine.conn_ref(conn).map_or(0, |c| c.queue.len())
+        self.engine.conn_ref(conn).map_or(0, |c| c.queue().len())
     }
 
     /// The write queue's counters for `conn` (queued, written, marks crossed, …): no system

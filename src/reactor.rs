@@ -91,9 +91,9 @@ use mio::Events;
 use mio::event::Event;
 
 use crate::config::Config;
-use crate::conn::{ConnId, ConnState, READ_CHUNK, ReadOutcome};
+use crate::conn::{ConnId, ConnState, Seen};
 use crate::context::Context;
-use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER, conn_mut};
+use crate::engine::{Engine, Notice, SIGNALS, Slot, WAKER};
 use crate::handle::{Command, Handle};
 use crate::handler::{CloseReason, Handler};
 use crate::message::Decode;
@@ -171,7 +171,7 @@ impl<H: Handler> Reactor<H> {
     /// cannot be created.
     pub fn new(config: Config, handler: H) -> io::Result<Reactor<H>> {
         Ok(Reactor {
-            engine: Engine::new(config)?,
+            engine: Engine::new(config, Instant::now())?,
             handler,
             started: false,
         })
@@ -275,19 +275,22 @@ impl<H: Handler> Reactor<H> {
         Ok(())
     }
 
-    /// One turn of the loop (see the module docs).
+    /// One turn of the loop (see the module docs): poll, then everything else at the time the
+    /// poll returned, read once.
     fn turn(&mut self, events: &mut Events) -> io::Result<()> {
-        let timeout = self.engine.poll_timeout();
+        let timeout = self.engine.poll_timeout(Instant::now());
         if let Err(e) = self.engine.poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
         }
-        self.engine.now = Instant::now();
-        self.engine.counters.turns += 1;
-        self.engine.commands_left = COMMANDS_PER_TURN;
-        self.engine.take_carried();
+        self.process(events, Instant::now());
+        Ok(())
+    }
 
+    /// Steps 2 to 7 of a turn, at time `now`. Nothing below reads the clock.
+    fn process(&mut self, events: &Events, now: Instant) {
+        self.engine.begin_turn(now);
         for event in events.iter() {
             self.dispatch(event);
         }
@@ -298,17 +301,16 @@ impl<H: Handler> Reactor<H> {
             self.apply_commands();
         }
         self.settle();
-        Ok(())
     }
 
     fn dispatch(&mut self, event: &Event) {
         match event.token() {
             WAKER => self.apply_commands(),
             SIGNALS => self.engine.on_signal(),
-            token => match self.engine.slots.get(token.0) {
+            token => match self.engine.conns.slot(token.0) {
                 Some(Slot::Listener(_)) => self.engine.accept(token.0),
                 Some(Slot::Conn(_)) => {
-                    if let Some(id) = self.engine.conn_event(token.0, event) {
+                    if let Some(id) = self.engine.conn_event(token.0, Seen::from_event(event)) {
                         self.read(id);
                     }
                 }
@@ -319,212 +321,32 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Reads connections that still had input when their budget ran out last time, or that
-    /// resumed with bytes already waiting. Each gets one more budget; whoever still has
-    /// input goes to the back of the list.
+    /// resumed with bytes already waiting. Each gets one more visit with what is left of this
+    /// turn's budget; whoever still has input goes to the back of the list.
     fn read_ready_list(&mut self) {
-        for _ in 0..self.engine.ready.len() {
-            let Some(id) = self.engine.ready.pop_front() else {
+        for _ in 0..self.engine.conns.ready_len() {
+            let Some(entry) = self.engine.conns.pop_ready() else {
                 break;
             };
-            let Some(conn) = self.engine.conn(id) else {
-                continue;
-            };
-            conn.in_ready = false;
-            if conn.state() == ConnState::Lingering {
-                self.engine.linger_read(id);
-            } else {
+            if let Some(id) = entry {
                 self.read(id);
+                self.deliver_notices();
             }
-            self.deliver_notices();
         }
     }
 
-    /// The read path: deliver the frames already buffered, then read more, until the socket
-    /// says `WouldBlock`, the connection pauses or closes, or the turn's budget runs out.
-    ///
-    /// Edge-triggered rule: we stop only when the kernel has nothing more (`WouldBlock`, or on
-    /// Linux a read that did not fill the space offered; then we forget readability and wait
-    /// for the next event), or with `readable` still set and the connection on the ready
-    /// list, or paused (resume puts it back on the ready list). Never anywhere else, or the
-    /// bytes would sit unread with no event coming to announce them.
+    /// The read path (`Engine::read`, `engine/read.rs`), with [`Reactor::deliver`] as what it
+    /// hands each frame to.
     fn read(&mut self, id: ConnId) {
-        if self.engine.close_if_work_done(id) {
-            return;
-        }
-        self.read_some_frames(id);
-        // Whatever stopped the visit (read out, paused, out of budget), an empty buffer goes
-        // back to the pool: an idle or paused connection should hold no buffer at all, and
-        // the budget counts the ones it holds (`budget.rs`).
-        if let Some(conn) = conn_mut(&mut self.engine.slots, id) {
-            if conn.read_buf.is_empty() && conn.read_buf.alloc() > 0 {
-                self.engine.pool.put(std::mem::take(&mut conn.read_buf));
-                crate::engine::budget::charge_read(&mut self.engine.read_held, conn);
-            }
-        }
+        let handler = &mut self.handler;
+        self.engine.read(id, &mut |engine, id, payload| {
+            deliver(handler, engine, id, payload)
+        });
     }
 
-    /// The body of [`Reactor::read`].
-    fn read_some_frames(&mut self, id: ConnId) {
-        // The budgets are this turn's, kept on the connection: a second visit in the same turn
-        // (the ready list after an event) continues where the first stopped.
-        let turn = self.engine.counters.turns;
-        loop {
-            // 1. Hand every complete frame in the buffer to the application.
-            loop {
-                let now = self.engine.now;
-                let Some(conn) = self.engine.conn(id) else {
-                    return;
-                };
-                if !conn.may_deliver() {
-                    return; // paused or closing: the rest waits in the buffer
-                }
-                if conn.share(turn).frames >= FRAMES_PER_TURN {
-                    return self.engine.defer(id);
-                }
-                match conn.next_frame(now) {
-                    Ok(Some(payload)) => {
-                        conn.share(turn).frames += 1;
-                        self.engine.counters.frames_in += 1;
-                        self.deliver(id, payload);
-                    }
-                    Ok(None) => break,
-                    Err(e) => return self.engine.frame_error(id, e),
-                }
-            }
-            // 2. Read more, if the socket may have more.
-            let chunk = self.engine.read_chunk();
-            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
-                return;
-            };
-            if !conn.readable {
-                // Read out: `read` lends an empty buffer to the next busy connection.
-                return self.finish_reading_if_shutting_down(id);
-            }
-            if conn.share(turn).reads >= READS_PER_TURN {
-                return self.engine.defer(id);
-            }
-            conn.share(turn).reads += 1;
-            // Under budget pressure an idle connection starts with a small buffer of its own
-            // rather than a pooled read chunk (`Engine::read_chunk`).
-            if conn.read_buf.capacity() == 0 && chunk == READ_CHUNK {
-                conn.read_buf = self.engine.pool.take();
-            }
-            // A large frame's buffer is granted by the budget before it is allocated; if
-            // there is no room, the connection waits paused with its bytes in the kernel.
-            if !self.engine.may_read(id) {
-                return;
-            }
-            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
-                return;
-            };
-            self.engine.counters.recv_calls += 1;
-            let outcome = conn.read_some_sized(chunk);
-            // The read may have grown the buffer (as granted): count it.
-            self.engine.recharge_read(id);
-            let Some(conn) = conn_mut(&mut self.engine.slots, id) else {
-                return;
-            };
-            match outcome {
-                // A read that did not fill the space offered found the kernel's receive
-                // queue empty. With Linux's edge-triggered epoll, any byte that arrives later
-                // raises a new event, so there is no need to spend a syscall on the
-                // `WouldBlock` that would come next (tokio and Netty make the same call).
-                // Not after a FIN or error event, though: nothing will announce those again.
-                // And not when finishing for a shutdown: no later event will bring us back,
-                // so only `WouldBlock` proves there is nothing left.
-                ReadOutcome::Data { drained: true }
-                    if cfg!(target_os = "linux")
-                        && !conn.final_event_seen
-                        && !conn.finish_reading =>
-                {
-                    conn.readable = false;
-                }
-                ReadOutcome::Data { .. } => {}
-                // Read out: the next pass finds no frame and `readable` false, and stops there.
-                ReadOutcome::WouldBlock => conn.readable = false,
-                ReadOutcome::Eof => return self.engine.peer_eof(id),
-                ReadOutcome::Error(e) => {
-                    log::debug!("{id}: read failed: {e}");
-                    return self.engine.teardown(id, CloseReason::Io(e));
-                }
-            }
-        }
-    }
-
-    /// During a graceful shutdown, a connection that has read everything its peer sent is
-    /// closed (gracefully: its replies are still delivered).
-    fn finish_reading_if_shutting_down(&mut self, id: ConnId) {
-        if self
-            .engine
-            .conn(id)
-            .is_some_and(|c| c.finish_reading && c.work_pending == 0)
-        {
-            self.engine.close(id, CloseReason::Shutdown);
-        }
-    }
-
-    /// Decodes one payload and hands it to the application.
-    fn deliver(&mut self, id: ConnId, payload: Bytes) {
-        // Work started for this message holds its payload: the budget charges that much
-        // (`Engine::work_started`).
-        self.engine.delivering = Some((id, payload.len()));
-        match H::Message::decode(payload) {
-            Ok(msg) => self
-                .handler
-                .on_message(&mut Context::new(&mut self.engine), id, msg),
-            Err(e) => {
-                self.engine.counters.invalid_frames += 1;
-                self.handler
-                    .on_bad_message(&mut Context::new(&mut self.engine), id, &e);
-            }
-        }
-        self.engine.delivering = None;
-        self.deliver_notices();
-    }
-
-    /// Delivers what the engine queued for the application, in order. Drain and
-    /// peer-shutdown notices for connections that closed in the meantime are dropped: the
-    /// application hears `on_close` instead.
-    ///
-    /// A drain is also re-checked here, because callbacks delivered before it (another
-    /// connection's `on_drain`, an `on_close`) may have sent on its connection since `flush`
-    /// saw the fall. If a send took the queue back to high-water, that send returned
-    /// `Pressure::High` and its own drain will bring the next `on_drain`: this one is stale
-    /// and dropped. Otherwise it is delivered, even if the queue grew a little since: the
-    /// producer was told `High` and is waiting for it, and no later fall would tell it again.
+    /// Delivers what the engine queued (see [`deliver_notices`]).
     fn deliver_notices(&mut self) {
-        while let Some(notice) = self.engine.notices.pop_front() {
-            let still_open = |engine: &Engine, id| {
-                engine
-                    .conn_ref(id)
-                    .is_some_and(|c| c.state() == ConnState::Open)
-            };
-            let drain_stands = |engine: &Engine, id| {
-                engine.conn_ref(id).is_some_and(|c| {
-                    c.state() == ConnState::Open && c.queue.pressure() == Pressure::Clear
-                })
-            };
-            let handler = &mut self.handler;
-            match notice {
-                Notice::Open(id) => handler.on_open(&mut Context::new(&mut self.engine), id),
-                Notice::Drain(id) if drain_stands(&self.engine, id) => {
-                    handler.on_drain(&mut Context::new(&mut self.engine), id)
-                }
-                Notice::PeerShutdown(id) if still_open(&self.engine, id) => {
-                    handler.on_peer_shutdown(&mut Context::new(&mut self.engine), id)
-                }
-                Notice::Warning(id, w) if self.engine.conn_ref(id).is_some() => {
-                    handler.on_timeout_warning(&mut Context::new(&mut self.engine), id, &w)
-                }
-                Notice::Drain(_) | Notice::PeerShutdown(_) | Notice::Warning(..) => {}
-                Notice::Closed(id, reason) => {
-                    handler.on_close(&mut Context::new(&mut self.engine), id, &reason)
-                }
-                Notice::Timer(timer, data) => {
-                    handler.on_timer(&mut Context::new(&mut self.engine), timer, data)
-                }
-            }
-        }
+        deliver_notices(&mut self.handler, &mut self.engine);
     }
 
     /// Applies commands sent through handles, at most [`COMMANDS_PER_TURN`] per turn however
@@ -568,6 +390,58 @@ impl<H: Handler> Reactor<H> {
             }
             self.deliver_notices();
         }
-        self.engine.reap();
+        self.engine.conns.reap();
+    }
+}
+
+/// Decodes one payload and hands it to the application, then delivers what that caused.
+fn deliver<H: Handler>(handler: &mut H, engine: &mut Engine, id: ConnId, payload: Bytes) {
+    match H::Message::decode(payload) {
+        Ok(msg) => handler.on_message(&mut Context::new(engine), id, msg),
+        Err(e) => {
+            engine.counters.invalid_frames += 1;
+            handler.on_bad_message(&mut Context::new(engine), id, &e);
+        }
+    }
+    deliver_notices(handler, engine);
+}
+
+/// Delivers what the engine queued for the application, in order. Drain and
+/// peer-shutdown notices for connections that closed in the meantime are dropped: the
+/// application hears `on_close` instead.
+///
+/// A drain is also re-checked here, because callbacks delivered before it (another
+/// connection's `on_drain`, an `on_close`) may have sent on its connection since `flush`
+/// saw the fall. If a send took the queue back to high-water, that send returned
+/// `Pressure::High` and its own drain will bring the next `on_drain`: this one is stale
+/// and dropped. Otherwise it is delivered, even if the queue grew a little since: the
+/// producer was told `High` and is waiting for it, and no later fall would tell it again.
+fn deliver_notices<H: Handler>(handler: &mut H, engine: &mut Engine) {
+    while let Some(notice) = engine.notices.pop_front() {
+        let still_open = |engine: &Engine, id| {
+            engine
+                .conn_ref(id)
+                .is_some_and(|c| c.state() == ConnState::Open)
+        };
+        let drain_stands = |engine: &Engine, id| {
+            engine.conn_ref(id).is_some_and(|c| {
+                c.state() == ConnState::Open && c.queue().pressure() == Pressure::Clear
+            })
+        };
+        match notice {
+            Notice::Open(id) => handler.on_open(&mut Context::new(engine), id),
+            Notice::Drain(id) if drain_stands(engine, id) => {
+                handler.on_drain(&mut Context::new(engine), id)
+            }
+            Notice::PeerShutdown(id) if still_open(engine, id) => {
+                handler.on_peer_shutdown(&mut Context::new(engine), id)
+            }
+            Notice::Warning(id, w) if engine.conn_ref(id).is_some() => {
+                handler.on_timeout_warning(&mut Context::new(engine), id, &w)
+            }
+            Notice::Drain(_) | Notice::PeerShutdown(_) | Notice::Warning(..) => {}
+            Notice::Closed(id, reason) => handler.on_close(&mut Context::new(engine), id, &reason),
+            Notice::Timer(timer, data) => handler.on_timer(&mut Context::new(engine), timer, data),
+        }
     }
 }

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
-use crate::conn::{ConnId, ConnState, Connection};
-use crate::engine::{Engine, Listener, Notice, Slot, conn_mut, mark_dirty};
+use super::conns::Listener;
+use super::{Engine, Notice, RunState};
+use crate::conn::{ConnId, ConnState, Connection, Seen};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
 use crate::reply::ErrorReply;
@@ -75,15 +75,15 @@ impl Engine {
         socket.set_nonblocking(true)?;
         let mut socket = TcpListener::from_std(socket.into());
         let local = socket.local_addr()?;
-        let entry = self.slots.vacant_entry();
-        self.poll
-            .registry()
-            .register(&mut socket, Token(entry.key()), Interest::READABLE)?;
-        entry.insert(Slot::Listener(Listener {
-            socket,
-            closed: false,
-            backing_off: false,
-        }));
+        let registry = self.poll.registry();
+        self.conns.insert_listener(|key| {
+            registry.register(&mut socket, Token(key), Interest::READABLE)?;
+            Ok::<_, io::Error>(Listener {
+                socket,
+                closed: false,
+                backing_off: false,
+            })
+        })?;
         log::info!("listening on {local}");
         Ok(local)
     }
@@ -92,7 +92,7 @@ impl Engine {
     /// stopping early would leave connections in the backlog with no event to announce them.
     pub(crate) fn accept(&mut self, key: usize) {
         loop {
-            let Some(Slot::Listener(l)) = self.slots.get(key) else {
+            let Some(l) = self.conns.listener_mut(key) else {
                 return;
             };
             if l.closed || l.backing_off {
@@ -120,7 +120,7 @@ impl Engine {
     /// itself. The failure is logged at most once a second.
     fn accept_failed(&mut self, key: usize, error: io::Error) {
         let now = self.now;
-        if let Some(Slot::Listener(l)) = self.slots.get_mut(key) {
+        if let Some(l) = self.conns.listener_mut(key) {
             let _ = self.poll.registry().deregister(&mut l.socket);
             l.backing_off = true;
         }
@@ -139,7 +139,7 @@ impl Engine {
 
     /// The back-off is over: watch the listener again and drain its backlog.
     pub(crate) fn resume_accept(&mut self, key: usize) {
-        let Some(Slot::Listener(l)) = self.slots.get_mut(key) else {
+        let Some(l) = self.conns.listener_mut(key) else {
             return;
         };
         if l.closed || !l.backing_off {
@@ -195,7 +195,7 @@ impl Engine {
         self.count_open(true);
         self.opened(id);
         log::debug!("{id}: accepted from {peer}");
-        if matches!(self.run, crate::engine::RunState::ShuttingDown { .. }) {
+        if matches!(self.run, RunState::ShuttingDown { .. }) {
             // Handed over while shutting down: serve what it sent, then close.
             self.finish_reading(id);
         }
@@ -217,33 +217,31 @@ impl Engine {
     }
 
     fn insert(&mut self, stream: TcpStream, peer: Option<SocketAddr>, outbound: bool) -> ConnId {
-        let generation = self.next_generation();
-        let entry = self.slots.vacant_entry();
-        let id = ConnId::new(entry.key(), generation);
-        let conn = Connection::new(
-            id,
-            stream,
-            peer,
-            outbound,
-            Decoder::new(self.config.max_frame),
-            WriteQueue::new(self.config.marks()),
-            self.now,
-        );
         // A new connection holds nothing, so even while the budget binds it may read
         // (`budget.rs`): it is judged when it starts to hold memory.
-        entry.insert(Slot::Conn(conn));
-        self.touch(id);
-        id
+        let (max_frame, marks, now) = (self.config.max_frame, self.config.marks(), self.now);
+        self.conns.insert(|id| {
+            Connection::new(
+                id,
+                stream,
+                peer,
+                outbound,
+                Decoder::new(max_frame),
+                WriteQueue::new(marks),
+                now,
+            )
+        })
     }
 
     /// A connection became usable: tell the application, start its idle clock (first looked
     /// at halfway, when the handler may be warned; see `timeouts.rs`).
     fn opened(&mut self, id: ConnId) {
         let now = self.now;
-        if let Some(conn) = conn_mut(&mut self.slots, id) {
-            conn.last_frame_at = now;
-            conn.last_write_at = now;
-            if let Some(idle) = self.config.idle_timeout_for(conn.outbound) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            let timing = conn.timing_mut();
+            timing.last_frame_at = now;
+            timing.last_write_at = now;
+            if let Some(idle) = self.config.idle_timeout_for(conn.outbound()) {
                 self.timers.push_after(now, idle / 2, Due::Idle(id));
             }
         }
@@ -270,17 +268,22 @@ impl Engine {
         if self.lingering >= MAX_REJECTED_LINGERING || self.config.linger.is_zero() {
             return; // dropped: closed now
         }
-        let id = self.insert(stream, Some(peer), false);
-        let now = self.now;
-        let linger = self.config.linger;
-        if let Some(conn) = conn_mut(&mut self.slots, id) {
-            conn.reported = false;
-            conn.write_shut = true;
-            conn.close_reason = Some(CloseReason::Closed);
-            conn.set_state(ConnState::Lingering, "busy");
-        }
+        let (max_frame, marks, now) = (self.config.max_frame, self.config.marks(), self.now);
+        let id = self.conns.insert(|id| {
+            let conn = Connection::new(
+                id,
+                stream,
+                Some(peer),
+                false,
+                Decoder::new(max_frame),
+                WriteQueue::new(marks),
+                now,
+            );
+            conn.turned_away()
+        });
         self.lingering += 1;
-        self.timers.push_after(now, linger, Due::Linger(id));
+        self.timers
+            .push_after(now, self.config.linger, Due::Linger(id));
     }
 
     /// Starts a non-blocking connect. The connection is usable at once (sends are queued);
@@ -318,18 +321,17 @@ impl Engine {
     /// Learns the outcome of a non-blocking connect, the way mio documents it: the writable
     /// event says "something happened"; `take_error` and `peer_addr` say what.
     fn finish_connect(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        match conn.stream.take_error() {
+        let socket = conn.transport_mut();
+        match socket.take_error() {
             Ok(Some(e)) | Err(e) => return self.teardown(id, CloseReason::ConnectFailed(e)),
             Ok(None) => {}
         }
-        match conn.stream.peer_addr() {
+        match socket.peer_addr() {
             Ok(addr) => {
-                conn.peer = Some(addr);
-                conn.writable = true;
-                conn.set_state(ConnState::Open, "connected");
+                conn.connected(addr);
                 self.touch(id);
                 self.opened(id);
             }
@@ -341,42 +343,27 @@ impl Engine {
         }
     }
 
-    /// Records what an event says about a connection's socket. Returns the connection's id
-    /// if the reactor should now read it.
-    ///
-    /// Every event is handled, including ones that are neither readable nor writable: an
-    /// error or hang-up is recorded as "readable and writable", so the next read or write
-    /// meets the error (or the end of stream) and the connection closes instead of spinning.
-    pub(crate) fn conn_event(&mut self, key: usize, event: &Event) -> Option<ConnId> {
-        let Some(Slot::Conn(conn)) = self.slots.get(key) else {
+    /// Records what an event says about a connection's socket (`Connection::on_event`), and
+    /// finishes a connect. Returns the connection's id if the reactor should now read it (to
+    /// deliver, or, lingering, to discard).
+    pub(crate) fn conn_event(&mut self, key: usize, seen: Seen) -> Option<ConnId> {
+        let Some(super::Slot::Conn(conn)) = self.conns.slot(key) else {
             return None; // spurious: a slot freed in an earlier turn
         };
-        let id = conn.id;
-        let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-        if conn.state() == ConnState::Connecting && (event.is_writable() || broken) {
+        let id = conn.id();
+        if conn.state() == ConnState::Connecting && (seen.writable || seen.broken()) {
             self.finish_connect(id);
         }
         // Gone if it closed earlier in this batch, or its connect just failed.
-        let conn = conn_mut(&mut self.slots, id)?;
+        let conn = self.conns.get_mut(id)?;
         if conn.state() == ConnState::Connecting {
             return None; // still in progress
         }
-        if event.is_readable() || broken {
-            conn.readable = true;
+        conn.on_event(seen);
+        if (seen.writable || seen.broken()) && !conn.queue().is_empty() {
+            self.conns.mark_dirty(id);
         }
-        if event.is_read_closed() || event.is_error() {
-            conn.final_event_seen = true;
-        }
-        if event.is_writable() || broken {
-            conn.writable = true;
-            if !conn.queue.is_empty() {
-                mark_dirty(&mut self.dirty, conn);
-            }
-        }
-        if conn.state() == ConnState::Lingering {
-            self.linger_read(id);
-            return None;
-        }
-        (conn.readable && conn.may_deliver()).then_some(id)
+        let conn = self.conns.get(id)?;
+        (conn.readable() && (conn.may_deliver() || conn.is_lingering())).then_some(id)
     }
 }

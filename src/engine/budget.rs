@@ -36,13 +36,14 @@
 //! overdraft), plus per connection one ordinary read buffer and the replies to one read
 //! (what it took on before it was judged).
 
+use super::Engine;
+use super::conns::Join;
 use crate::conn::{ConnId, ConnState, Connection, PRESSED_CHUNK, PauseReason, READ_CHUNK};
-use crate::engine::{Engine, Slot, conn_mut, mark_dirty, mark_ready};
 
 /// What a connection is judged on by the write side: its queue, and the payloads its work in
 /// progress holds (replies on their way to the queue).
 fn judged(conn: &Connection) -> usize {
-    conn.queue.len() + conn.work_bytes.iter().sum::<usize>()
+    conn.queue().len() + conn.work_bytes()
 }
 
 /// Whether the budget may pause this connection (the others are closing anyway).
@@ -50,26 +51,19 @@ fn pausable(conn: &Connection) -> bool {
     matches!(conn.state(), ConnState::Open | ConnState::Connecting)
 }
 
-/// Brings the count of `conn`'s read buffer into `read_held`.
-pub(crate) fn charge_read(read_held: &mut usize, conn: &mut Connection) {
-    let now_held = conn.read_buf.alloc();
-    *read_held = *read_held + now_held - conn.read_charged;
-    conn.read_charged = now_held;
-}
-
 impl Engine {
     /// Bytes held: every connection's queue and read buffer, the payloads its work elsewhere
     /// holds (`work_held`), and the payloads waiting in the handles' command channel
     /// (`Inbox::bytes`), which are memory too.
     pub(crate) fn held(&self) -> usize {
-        self.queued + self.read_held + self.work_held + self.commands.bytes()
+        self.held.queued + self.held.read + self.held.work + self.commands.bytes()
     }
 
     /// A queue above this stops its connection's reading while the budget binds: the fair
     /// share, or nothing at all while the total is over the budget.
     fn budget_line(&self) -> usize {
         match self.config.queue_budget {
-            Some(budget) if self.held() < budget => self.fair_share,
+            Some(budget) if self.held() < budget => self.held.fair_share,
             _ => 0,
         }
     }
@@ -83,14 +77,14 @@ impl Engine {
             return;
         };
         let total = self.held();
-        self.peak_held = self.peak_held.max(total);
-        if !self.budget_paused {
+        self.held.peak = self.held.peak.max(total);
+        if !self.held.binding {
             if total >= budget {
                 self.bind_budget(budget);
             }
             return;
         }
-        if total >= self.budget_scanned_at + budget / 8 {
+        if total >= self.held.scanned_at + budget / 8 {
             return self.bind_budget(budget); // grown again: share out anew
         }
         let line = self.budget_line();
@@ -106,25 +100,26 @@ impl Engine {
     /// whose queue is above their share. O(connections).
     fn bind_budget(&mut self, budget: usize) {
         let holders = self
-            .slots
+            .conns
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Conn(c) if judged(c) + c.read_charged > 0))
+            .filter(|c| judged(c) + c.read_charged() > 0)
             .count();
-        let first = !self.budget_paused;
-        self.budget_paused = true;
-        self.fair_share = budget / holders.max(1);
-        self.budget_scanned_at = self.held();
+        let first = !self.held.binding;
+        self.held.binding = true;
+        self.held.fair_share = budget / holders.max(1);
+        self.held.scanned_at = self.held();
         let (line, now) = (self.budget_line(), self.now);
         let mut paused = 0;
-        for (_, slot) in self.slots.iter_mut() {
-            let Slot::Conn(conn) = slot else { continue };
-            if judged(conn) > line && pausable(conn) {
-                if conn.pause(PauseReason::Budget, now) {
-                    paused += 1;
-                }
-                mark_dirty(&mut self.dirty, conn);
+        self.conns.update_all(|conn| {
+            let over = judged(conn) > line && pausable(conn);
+            if over && conn.pause(PauseReason::Budget, now) {
+                paused += 1;
             }
-        }
+            Join {
+                ready: false,
+                dirty: over,
+            }
+        });
         // A binding is worth a warning, at most one a second (a budget that binds and lets go
         // many times a second would flood the log); the rescans of a long binding are detail.
         let level = match (first, self.budget_log.allow(now)) {
@@ -136,15 +131,15 @@ impl Engine {
             "budget reached: {} bytes held ({} queued) by {holders} connections; \
              fair share {} bytes; paused {paused} queueing more",
             self.held(),
-            self.queued,
-            self.fair_share
+            self.held.queued,
+            self.held.fair_share
         );
     }
 
     /// After `id`'s queue shrank: a connection paused by the write side reads again once its
     /// queue is back under the line, even while others keep the budget binding.
     pub(crate) fn budget_relieve(&mut self, id: ConnId) {
-        if !self.budget_paused {
+        if !self.held.binding {
             return;
         }
         let line = self.budget_line();
@@ -158,7 +153,7 @@ impl Engine {
 
     /// Whether the budget stops binding: the total fell to three quarters of it.
     pub(crate) fn budget_recovered(&self) -> bool {
-        self.budget_paused
+        self.held.binding
             && self
                 .config
                 .queue_budget
@@ -168,24 +163,21 @@ impl Engine {
     /// The budget no longer binds: every connection it paused, on either side, may read
     /// again. O(connections), once per binding.
     pub(crate) fn unbind_budget(&mut self) {
-        self.budget_paused = false;
-        self.fair_share = 0;
+        self.held.binding = false;
+        self.held.fair_share = 0;
         // Every waiter is resumed below: the line is empty (a waiter that still finds no room
         // joins it again), so it never holds more entries than there are connections.
-        self.read_waiters.clear();
+        self.held.read_waiters.clear();
         let now = self.now;
         log::debug!("budget: {} bytes held; reads resume", self.held());
-        for (_, slot) in self.slots.iter_mut() {
-            let Slot::Conn(conn) = slot else { continue };
+        self.conns.update_all(|conn| {
             let a = conn.resume(PauseReason::Budget, now);
             let b = conn.resume(PauseReason::ReadBudget, now);
-            if a || b {
-                if conn.has_pending_input() {
-                    mark_ready(&mut self.ready, conn);
-                }
-                mark_dirty(&mut self.dirty, conn);
+            Join {
+                ready: (a || b) && conn.has_pending_input(),
+                dirty: a || b,
             }
-        }
+        });
     }
 
     // ----- the read side -----------------------------------------------------------------
@@ -203,9 +195,9 @@ impl Engine {
     /// Brings the count of `id`'s read buffer up to date after a read (which may have grown it
     /// by what [`Engine::may_read`] granted).
     pub(crate) fn recharge_read(&mut self, id: ConnId) {
-        if let Some(conn) = conn_mut(&mut self.slots, id) {
-            charge_read(&mut self.read_held, conn);
-            self.peak_held = self.peak_held.max(self.held());
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.recount_read(&mut self.held.read);
+            self.held.peak = self.held.peak.max(self.held());
         }
     }
 
@@ -217,26 +209,26 @@ impl Engine {
         let Some(budget) = self.config.queue_budget else {
             return true;
         };
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return true;
         };
         let Some(alloc) = conn.read_growth_needed() else {
             return true;
         };
-        let growth = alloc.saturating_sub(conn.read_charged);
-        let frame = conn.frames_in;
-        if self.held() + growth <= budget || self.overdraft == Some((id, frame)) {
+        let growth = alloc.saturating_sub(conn.read_charged());
+        let frame = conn.frames_in();
+        if self.held() + growth <= budget || self.held.overdraft == Some((id, frame)) {
             return true;
         }
         // Free, and nobody in line before us: the line is first come, first served, or a
         // peer that sends nothing but large frames would take every turn.
-        if self.read_waiters.is_empty() && self.overdraft_free() {
+        if self.held.read_waiters.is_empty() && self.overdraft_free() {
             log::debug!("{id}: overdraws the budget by up to {growth} bytes for one frame");
-            self.overdraft = Some((id, frame));
+            self.held.overdraft = Some((id, frame));
             return true;
         }
         self.pause(id, PauseReason::ReadBudget);
-        self.read_waiters.push_back(id);
+        self.held.read_waiters.push_back(id);
         false
     }
 
@@ -247,15 +239,15 @@ impl Engine {
     /// read it): passing the overdraft on at once would let the total grow by a frame per
     /// waiting peer, where the promise is one.
     fn overdraft_free(&mut self) -> bool {
-        if let Some((holder, frame)) = self.overdraft {
+        if let Some((holder, frame)) = self.held.overdraft {
             let paid_back = self.config.queue_budget.is_none_or(|b| self.held() <= b);
             let done = self
                 .conn_ref(holder)
-                .is_none_or(|c| !pausable(c) || (c.frames_in > frame && paid_back));
+                .is_none_or(|c| !pausable(c) || (c.frames_in() > frame && paid_back));
             if !done {
                 return false;
             }
-            self.overdraft = None;
+            self.held.overdraft = None;
         }
         true
     }
@@ -263,8 +255,8 @@ impl Engine {
     /// Once a turn: if the overdraft is free, the first connection waiting for it gets it and
     /// reads again. O(1) but for waiters that closed or were resumed meanwhile, skipped once.
     pub(crate) fn pass_overdraft(&mut self) {
-        while !self.read_waiters.is_empty() && self.overdraft_free() {
-            let Some(id) = self.read_waiters.pop_front() else {
+        while !self.held.read_waiters.is_empty() && self.overdraft_free() {
+            let Some(id) = self.held.read_waiters.pop_front() else {
                 return;
             };
             let Some(conn) = self.conn_ref(id) else {
@@ -273,7 +265,7 @@ impl Engine {
             if !conn.paused().contains(PauseReason::ReadBudget) {
                 continue; // resumed meanwhile (the budget let go), or closing
             }
-            self.overdraft = Some((id, conn.frames_in));
+            self.held.overdraft = Some((id, conn.frames_in()));
             self.resume(id, PauseReason::ReadBudget);
         }
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use mio::Interest;
 
+use super::{Engine, RunState, SIGNALS};
 use crate::conn::{ConnId, ConnState};
-use crate::engine::{Engine, RunState, SIGNALS, Slot, conn_mut, mark_ready};
 use crate::handler::CloseReason;
 
 impl Engine {
@@ -36,12 +36,7 @@ impl Engine {
         // their peers may have sent requests. Take them in before closing the door, or
         // closing the listener would reset them. (In a group they are handed out before the
         // shutdown reaches the other reactors: same channel, in order.)
-        let listeners: Vec<usize> = self
-            .slots
-            .iter()
-            .filter_map(|(key, slot)| matches!(slot, Slot::Listener(l) if !l.closed).then_some(key))
-            .collect();
-        for key in listeners {
+        for key in self.conns.open_listeners() {
             self.accept(key);
         }
         log::info!(
@@ -55,21 +50,14 @@ impl Engine {
             let _ = peer.shutdown(grace);
         }
         self.close_listeners();
-        let ids: Vec<ConnId> = self
-            .slots
-            .iter()
-            .filter_map(|(_, slot)| match slot {
-                Slot::Conn(c) if matches!(c.state(), ConnState::Open | ConnState::Connecting) => {
-                    Some(c.id)
-                }
-                _ => None,
-            })
-            .collect();
+        let ids = self
+            .conns
+            .ids_where(|c| matches!(c.state(), ConnState::Open | ConnState::Connecting));
         for id in ids {
-            let Some(conn) = conn_mut(&mut self.slots, id) else {
-                continue;
-            };
-            if conn.state() == ConnState::Connecting {
+            if self
+                .conn_ref(id)
+                .is_some_and(|c| c.state() == ConnState::Connecting)
+            {
                 self.teardown(id, CloseReason::Shutdown);
                 continue;
             }
@@ -77,18 +65,20 @@ impl Engine {
         }
     }
 
-    /// Marks a connection to read what its peer already sent, then close (see
-    /// `Reactor::read`). It is read at least once, whatever its readiness memory says: bytes
-    /// may have arrived whose event this reactor has not handled yet. A paused connection does
-    /// this when it resumes, or is dropped at the deadline.
+    /// Asks `id` to read out what its peer already sent, then close (step 2 of the module
+    /// docs). The read path closes it once a read finds nothing more; until then it is read
+    /// without an event (the ready list), since no event may come for bytes already there. A
+    /// connection whose peer already finished sending has nothing left to read: it closes now,
+    /// or, if replies are owed, when the last of them is produced.
     pub(crate) fn finish_reading(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.finish_reading = true;
-        conn.readable = true;
+        if !conn.finish_reading() {
+            return self.close(id, CloseReason::Shutdown);
+        }
         if conn.paused().is_empty() {
-            mark_ready(&mut self.ready, conn);
+            self.conns.mark_ready(id);
         }
     }
 
@@ -102,10 +92,9 @@ impl Engine {
             Some((d, len)) if d == id => len,
             _ => 0,
         };
-        if let Some(conn) = conn_mut(&mut self.slots, id) {
-            conn.work_pending = conn.work_pending.saturating_add(1);
-            conn.work_bytes.push_back(holds);
-            self.work_held += holds;
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.work_started(holds);
+            self.held.work += holds;
             self.apply_budget(id);
         }
     }
@@ -114,31 +103,28 @@ impl Engine {
     /// for meanwhile, or a shutdown that read it out) goes back on the ready list, where the
     /// read path closes it, after the callback that sent the reply has returned.
     pub(crate) fn work_finished(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.work_pending = conn.work_pending.saturating_sub(1);
-        self.work_held -= conn.work_bytes.pop_front().unwrap_or(0);
-        if conn.work_pending > 0 {
+        self.held.work -= conn.work_finished();
+        if conn.work_pending() > 0 {
             return;
         }
-        // A close that was waiting for this reply, or a shutdown's read-out close: both happen
-        // from the ready list, after the callback that sends the reply has returned.
-        if conn.close_after_work.is_some() || (conn.finish_reading && conn.paused().is_empty()) {
-            mark_ready(&mut self.ready, conn);
+        if conn.closing_after_work() || (conn.finishing() && conn.paused().is_empty()) {
+            self.conns.mark_ready(id);
         }
     }
 
     /// Carries out a close that waited for owed replies (`Engine::close`), once none is left.
     /// Returns true if the connection is closing.
     pub(crate) fn close_if_work_done(&mut self, id: ConnId) -> bool {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
-        if conn.work_pending > 0 {
-            return conn.close_after_work.is_some();
+        if conn.work_pending() > 0 {
+            return conn.closing_after_work();
         }
-        match conn.close_after_work.take() {
+        match conn.take_close_after_work() {
             Some(reason) => {
                 self.close(id, reason);
                 true
@@ -149,15 +135,7 @@ impl Engine {
 
     /// Drops every connection now.
     pub(crate) fn stop_now(&mut self) {
-        let ids: Vec<_> = self
-            .slots
-            .iter()
-            .filter_map(|(_, s)| match s {
-                Slot::Conn(c) if c.state() != ConnState::Closed => Some(c.id),
-                _ => None,
-            })
-            .collect();
-        for id in ids {
+        for id in self.conns.ids_where(|_| true) {
             self.teardown(id, CloseReason::Shutdown);
         }
         self.close_listeners();
@@ -170,15 +148,10 @@ impl Engine {
     /// Stops accepting: listeners leave the poller now and their slots are freed at the end of
     /// the turn (new connection attempts are then refused by the kernel).
     fn close_listeners(&mut self) {
-        for (key, slot) in self.slots.iter_mut() {
-            if let Slot::Listener(l) = slot {
-                if !l.closed {
-                    let _ = self.poll.registry().deregister(&mut l.socket);
-                    l.closed = true;
-                    self.dead.push(key);
-                }
-            }
-        }
+        let registry = self.poll.registry();
+        self.conns.close_listeners(|socket| {
+            let _ = registry.deregister(socket);
+        });
     }
 
     /// True when `run()` should return.

@@ -22,8 +22,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Engine, Notice, RunState};
 use crate::conn::{ConnId, ConnState};
-use crate::engine::{Engine, Notice, RunState, conn_mut};
 use crate::handler::{CloseReason, TimeoutWarning};
 use crate::reply::ErrorReply;
 use crate::timer::Due;
@@ -58,13 +58,13 @@ impl Engine {
     /// An outbound connect still in progress at its deadline fails: a listener whose backlog
     /// is full drops our SYNs, and the kernel would retry for about two minutes.
     fn check_connect(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         if conn.state() != ConnState::Connecting {
             return;
         }
-        let waited = self.now.saturating_duration_since(conn.opened_at);
+        let waited = self.now.saturating_duration_since(conn.timing().opened_at);
         log::info!("{id}: connect timed out after {waited:?}");
         let e = std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -77,16 +77,16 @@ impl Engine {
     /// bytes taken out for the idle timeout of the connection's direction.
     fn check_idle(&mut self, id: ConnId) {
         let now = self.now;
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(idle) = self.config.idle_timeout_for(conn.outbound) else {
+        let Some(idle) = self.config.idle_timeout_for(conn.outbound()) else {
             return;
         };
         if now.checked_add(idle).is_none() {
             return; // too long to add to the clock: never (and then no sum below overflows)
         }
-        if conn.state() != ConnState::Open || conn.peer_eof {
+        if conn.state() != ConnState::Open || conn.peer_eof() {
             return; // no longer reading: the timer ends here
         }
         if !conn.paused().is_empty() {
@@ -94,7 +94,7 @@ impl Engine {
             self.timers.push(now + idle / 2, Due::Idle(id));
             return;
         }
-        let last = conn.last_frame_at.max(conn.last_write_at);
+        let last = conn.timing().last_frame_at.max(conn.timing().last_write_at);
         let deadline = last + idle;
         if deadline > now {
             let warn_at = last + idle / 2;
@@ -102,8 +102,8 @@ impl Engine {
                 self.timers.push(warn_at, Due::Idle(id));
                 return;
             }
-            if conn.idle_warned != Some(last) {
-                conn.idle_warned = Some(last);
+            if conn.timing().idle_warned != Some(last) {
+                conn.timing_mut().idle_warned = Some(last);
                 let warning = TimeoutWarning::Idle {
                     quiet: now - last,
                     closes_in: deadline - now,
@@ -117,7 +117,7 @@ impl Engine {
         // The contract's error frames are a server's replies: a connection we opened sends
         // none, and closes at once. Nothing we could still deliver is worth a linger to a
         // peer that has made no progress, and a client that gives up should know now.
-        if conn.outbound {
+        if conn.outbound() {
             return self.teardown(id, CloseReason::IdleTimeout);
         }
         // Best effort: the peer may not be reading either.
@@ -137,39 +137,39 @@ impl Engine {
             return; // too long to add to the clock: never (and then no sum below overflows)
         }
         let min_rate = self.config.write_min_rate;
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(since) = conn.stall_since else {
-            conn.stall_armed = false; // the queue emptied; `push` arms it again
+        let Some(since) = conn.timing().stall_since else {
+            conn.timing_mut().stall_armed = false; // the queue emptied; `push` arms it again
             return;
         };
         if conn.state() == ConnState::Connecting {
             // Sends queued before the connect completed: no peer can take them yet, and the
             // connect deadline judges this phase. The clock starts when the peer exists.
-            conn.stall_since = Some(now);
+            conn.timing_mut().stall_since = Some(now);
             self.timers.push(now + timeout / 2, Due::WriteStall(id));
             return;
         }
-        let written = conn.queue.figures().bytes_written;
-        let quiet_since = conn.last_write_at.max(since);
+        let written = conn.queue().figures().bytes_written;
+        let quiet_since = conn.timing().last_write_at.max(since);
         let verdict = judge_write(
             now,
             since,
             quiet_since,
-            written - conn.stall_mark,
+            written - conn.timing().stall_mark,
             timeout,
             min_rate,
         );
         let next = match verdict {
             WriteVerdict::Wait => since.min(quiet_since) + timeout,
             WriteVerdict::NewWindow => {
-                conn.stall_since = Some(now);
-                conn.stall_mark = written;
+                conn.timing_mut().stall_since = Some(now);
+                conn.timing_mut().stall_mark = written;
                 now + timeout
             }
             WriteVerdict::Close { taken } => {
-                let discarded = conn.queue.len();
+                let discarded = conn.queue().len();
                 match taken {
                     0 => log::warn!(
                         "{id}: write timeout: the peer took nothing for {timeout:?}; \
@@ -193,27 +193,16 @@ impl Engine {
             self.timers.push(warn_at.min(next), Due::WriteStall(id));
             return;
         }
-        if conn.stall_warned != Some(quiet_since) {
-            conn.stall_warned = Some(quiet_since);
+        if conn.timing().stall_warned != Some(quiet_since) {
+            conn.timing_mut().stall_warned = Some(quiet_since);
             let warning = TimeoutWarning::Write {
-                queued: conn.queue.len(),
+                queued: conn.queue().len(),
                 quiet: now - quiet_since,
                 closes_in: deadline.saturating_duration_since(now),
             };
             self.notices.push_back(Notice::Warning(id, warning));
         }
         self.timers.push(next.min(deadline), Due::WriteStall(id));
-    }
-
-    /// The peer did not close within the linger time after our FIN: close anyway.
-    fn end_linger(&mut self, id: ConnId) {
-        let Some(conn) = conn_mut(&mut self.slots, id) else {
-            return;
-        };
-        if conn.state() == ConnState::Lingering {
-            let reason = conn.close_reason.take().unwrap_or(CloseReason::Closed);
-            self.teardown(id, reason);
-        }
     }
 }
 
