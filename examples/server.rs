@@ -330,7 +330,7 @@ fn main() -> std::io::Result<()> {
                 "stats reactors={} per_reactor_open=[{}] {} {}",
                 each.len(),
                 open.join(","),
-                highwater::total_figures(&each),
+                each.iter().flatten().sum::<highwater::ReactorFigures>(),
                 highwater::process_figures()
             );
         }

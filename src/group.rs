@@ -189,6 +189,7 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
 
     /// Each reactor's figures (`None` for one that did not answer within a second, or has
     /// stopped), in index order. Asked through the handles; the reactors are never blocked.
+    /// Total them with `figures().iter().flatten().sum::<ReactorFigures>()`.
     pub fn figures(&self) -> Vec<Option<ReactorFigures>> {
         let answers: Vec<_> = self
             .handles
@@ -236,32 +237,4 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             })
             .collect()
     }
-}
-
-/// Sums the figures of several reactors (the counters and gauges that add up).
-pub fn total(figures: &[Option<ReactorFigures>]) -> ReactorFigures {
-    let mut t = ReactorFigures::default();
-    for f in figures.iter().flatten() {
-        t.open_connections += f.open_connections;
-        t.lingering_connections += f.lingering_connections;
-        t.paused_connections += f.paused_connections;
-        t.queued_bytes += f.queued_bytes;
-        t.peak_queued_bytes += f.peak_queued_bytes;
-        t.read_buffer_bytes += f.read_buffer_bytes;
-        t.peak_held_bytes += f.peak_held_bytes;
-        t.budget_paused |= f.budget_paused;
-        t.connection_slots += f.connection_slots;
-        t.accepted += f.accepted;
-        t.rejected_busy += f.rejected_busy;
-        t.closed += f.closed;
-        t.frames_in += f.frames_in;
-        t.invalid_frames += f.invalid_frames;
-        t.turns += f.turns;
-        t.timers += f.timers;
-        t.accept_errors += f.accept_errors;
-        t.handed_out += f.handed_out;
-        t.recv_calls += f.recv_calls;
-        t.writev_calls += f.writev_calls;
-    }
-    t
 }

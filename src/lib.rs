@@ -14,8 +14,9 @@
 //! A handler calls [`Context::send`] (or [`Context::send_payload`] for bytes that are already
 //! JSON), which calls `Engine::send_json` (or `Engine::send_payload`); both go through
 //! `Engine::push` (`engine.rs`), which finds the connection and hands the frame to
-//! [`WriteQueue::push_json`] / [`WriteQueue::push_payload`], which encode it straight into the
-//! queue's buffer ([`frame::encode_json`]) and count it in bytes. Nothing is written yet.
+//! `WriteQueue::push_json` / `WriteQueue::push_payload` (`write_queue.rs`), which encode it
+//! straight into the queue's buffer ([`frame::encode_json`]) and count it in bytes. Nothing is
+//! written yet.
 //!
 //! ## 2. The write queue judges: [`Pressure`]
 //!
@@ -31,7 +32,7 @@
 //! ## 3. The kernel's send buffer: `Engine::flush`
 //!
 //! At the end of every turn (`Reactor::settle`), `Engine::flush_dirty` (`flush.rs`) calls
-//! `Engine::flush` for every connection touched this turn: [`WriteQueue::write_to`] hands as
+//! `Engine::flush` for every connection touched this turn: `WriteQueue::write_to` hands as
 //! many queued frames as fit to one `writev`, and again while the kernel takes them all, up to
 //! the turn's write budget ([`WRITES_PER_TURN`], [`WRITE_BYTES_PER_TURN`]; the rest goes out
 //! next turn, which comes without sleeping). When the kernel's send buffer is full the write
@@ -66,7 +67,7 @@
 //! epoll reports what already waits in the kernel (bytes, or the peer's FIN) as a new event:
 //! `Engine::conn_event` (`accept.rs`), then `Reactor::read`. The consumer's window reopens, the
 //! producer's kernel takes its bytes, and the producer's `Engine::flush` sees its queue fall to
-//! the low-water mark: [`WriteQueue::take_drain`] reports the drain once, `flush` queues a
+//! the low-water mark: `WriteQueue::take_drain` reports the drain once, `flush` queues a
 //! `Notice::Drain`, and `Reactor::deliver_notices`, in the same end-of-turn `Reactor::settle`,
 //! calls [`Handler::on_drain`] (unless the queue is back at high-water by then: the next drain
 //! answers that). The producer produces again (Node's `'drain'`).
@@ -155,7 +156,7 @@ pub use conn::{ConnId, ConnState, PauseReason, Paused};
 pub use context::Context;
 pub use doorbell::Doorbell;
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
-pub use group::{ReactorGroup, ThreadStart, total as total_figures};
+pub use group::{ReactorGroup, ThreadStart};
 pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
@@ -169,4 +170,17 @@ pub use request::{
 pub use stats::{ConnFigures, ProcessFigures, ReactorFigures, process_figures};
 pub use timer::TimerId;
 pub use workers::{JobPanicked, WorkerFigures, Workers};
-pub use write_queue::{Marks, Pressure, QueueFigures, SendError, WriteQueue};
+pub use write_queue::{Pressure, QueueFigures, SendError};
+
+/// Crate internals: not covered by semver; for the crate's own tests and benches.
+///
+/// Nothing here is part of the public API; it may change or go in any release, patch releases
+/// included. `tests/allocations.rs` counts the allocations of a `WriteQueue` directly, so it
+/// needs to build one. The crate's tests and benches enable the `internals` feature through a
+/// dev-dependency of the crate on itself (see `Cargo.toml`); a plain dependency on highwater
+/// never sees this module.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::write_queue::{Marks, WriteQueue};
+}

@@ -146,6 +146,69 @@ impl fmt::Display for ReactorFigures {
     }
 }
 
+impl ReactorFigures {
+    /// Adds `other`'s counters and gauges to these; `budget_paused` becomes true if either is.
+    fn add(mut self, other: &ReactorFigures) -> ReactorFigures {
+        self.open_connections += other.open_connections;
+        self.lingering_connections += other.lingering_connections;
+        self.paused_connections += other.paused_connections;
+        self.queued_bytes += other.queued_bytes;
+        self.peak_queued_bytes += other.peak_queued_bytes;
+        self.read_buffer_bytes += other.read_buffer_bytes;
+        self.peak_held_bytes += other.peak_held_bytes;
+        self.budget_paused |= other.budget_paused;
+        self.connection_slots += other.connection_slots;
+        self.accepted += other.accepted;
+        self.rejected_busy += other.rejected_busy;
+        self.closed += other.closed;
+        self.frames_in += other.frames_in;
+        self.invalid_frames += other.invalid_frames;
+        self.accept_errors += other.accept_errors;
+        self.handed_out += other.handed_out;
+        self.turns += other.turns;
+        self.recv_calls += other.recv_calls;
+        self.writev_calls += other.writev_calls;
+        self.timers += other.timers;
+        self
+    }
+}
+
+/// Totals the figures of several reactors, such as the ones a [`crate::ReactorGroup`] runs.
+///
+/// Every counter and gauge is added up, and `budget_paused` is true if it is true for any of
+/// them. The peaks (`peak_queued_bytes`, `peak_held_bytes`) are the sums of each reactor's
+/// own peak: an upper bound on the group's, since the reactors need not have peaked at the
+/// same moment. An empty iterator gives [`ReactorFigures::default`].
+///
+/// [`crate::ReactorGroup::figures`] answers `None` for a reactor that did not answer in time
+/// or has stopped, so flatten its answers first:
+///
+/// ```
+/// use highwater::ReactorFigures;
+///
+/// // What `group.figures()` might answer for a group of three reactors, one of them stopped.
+/// let each = [
+///     Some(ReactorFigures { open_connections: 2, frames_in: 10, ..Default::default() }),
+///     None,
+///     Some(ReactorFigures { open_connections: 1, frames_in: 5, ..Default::default() }),
+/// ];
+/// let total: ReactorFigures = each.iter().flatten().sum();
+/// assert_eq!(total.open_connections, 3);
+/// assert_eq!(total.frames_in, 15);
+/// ```
+impl<'a> std::iter::Sum<&'a ReactorFigures> for ReactorFigures {
+    fn sum<I: Iterator<Item = &'a ReactorFigures>>(iter: I) -> ReactorFigures {
+        iter.fold(ReactorFigures::default(), ReactorFigures::add)
+    }
+}
+
+/// Totals owned figures; the same sum as for `&ReactorFigures`, above.
+impl std::iter::Sum for ReactorFigures {
+    fn sum<I: Iterator<Item = ReactorFigures>>(iter: I) -> ReactorFigures {
+        iter.fold(ReactorFigures::default(), |total, f| total.add(&f))
+    }
+}
+
 /// The process's own figures, from `/proc/self` (Linux); `None` where unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessFigures {

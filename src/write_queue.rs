@@ -109,6 +109,9 @@ impl From<EncodeError> for SendError {
 }
 
 /// The three byte counts that govern a write queue.
+///
+/// Crate-private: not re-exported, except through the `#[doc(hidden)]` `internals` module
+/// (the `internals` feature) for the crate's own tests and benches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marks {
     /// At or above this many queued bytes, sends report [`Pressure::High`].
@@ -143,6 +146,10 @@ pub struct QueueFigures {
 }
 
 /// A byte-counted queue of encoded frames with water marks. See the module docs.
+///
+/// Crate-private: not re-exported, except through the `#[doc(hidden)]` `internals` module
+/// (the `internals` feature) for the crate's own tests and benches. Applications reach it
+/// through [`crate::Context::send`] and see it in [`QueueFigures`].
 #[derive(Debug)]
 pub struct WriteQueue {
     /// Frozen segments, sent before `tail`.

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use highwater::frame::Decoder;
-use highwater::{Decode, Marks, RawJson, WriteQueue};
+use highwater::internals::{Marks, WriteQueue};
+use highwater::{Decode, RawJson};
 
 struct Counting;
 

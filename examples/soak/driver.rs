@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use highwater::{
     Config, ConnId, Context, Handler, RawJson, ReactorFigures, ReactorGroup, process_figures,
-    total_figures,
 };
 use serde_json::Value;
 
@@ -1050,7 +1049,7 @@ fn total(group: Option<&ReactorGroup<Echo>>) -> Option<ReactorFigures> {
     let each = group?.figures();
     each.iter()
         .all(Option::is_some)
-        .then(|| total_figures(&each))
+        .then(|| each.iter().flatten().sum())
 }
 
 /// Starts the server, runs the mix, waits for every peer, then checks the promises.
