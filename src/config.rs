@@ -207,7 +207,7 @@ impl Config {
     }
 
     /// The marks a new connection's write queue gets.
-    pub fn marks(&self) -> Marks {
+    pub(crate) fn marks(&self) -> Marks {
         Marks {
             high: self.high_water,
             low: self.low_water,
@@ -216,7 +216,7 @@ impl Config {
     }
 
     /// The idle timeout for a connection accepted (`outbound` false) or opened by us.
-    pub fn idle_timeout_for(&self, outbound: bool) -> Option<Duration> {
+    pub(crate) fn idle_timeout_for(&self, outbound: bool) -> Option<Duration> {
         if outbound {
             self.outbound_idle_timeout
         } else {
