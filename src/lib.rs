@@ -6,14 +6,15 @@
 //! A fast producer and a slow consumer meet over TCP. Backpressure is the chain of signals
 //! that keeps the producer from burying the consumer (or itself) in bytes. This page walks
 //! that chain link by link, in the order the bytes flow, and names the function where each
-//! link lives, so the reactor can be studied in that order. (Functions in `engine.rs`,
-//! `conn.rs` and `reactor.rs` are private; read them in the source.)
+//! link lives, so the reactor can be studied in that order. (Functions in `engine/`,
+//! `conn/` and `reactor.rs` are private; read them in the source. The last section of this
+//! page is a map of the files.)
 //!
 //! ## 1. The application produces: [`Context::send`]
 //!
 //! A handler calls [`Context::send`] (or [`Context::send_payload`] for bytes that are already
 //! JSON), which calls `Engine::send_json` (or `Engine::send_payload`); both go through
-//! `Engine::push` (`engine.rs`), which finds the connection and hands the frame to
+//! `Engine::push` (`engine/send.rs`), which finds the connection and hands the frame to
 //! `WriteQueue::push_json` / `WriteQueue::push_payload` (`write_queue.rs`), which encode it
 //! straight into the queue's buffer ([`frame::encode_json`]) and count it in bytes. Nothing is
 //! written yet.
@@ -31,12 +32,13 @@
 //!
 //! ## 3. The kernel's send buffer: `Engine::flush`
 //!
-//! At the end of every turn (`Reactor::settle`), `Engine::flush_dirty` (`flush.rs`) calls
-//! `Engine::flush` for every connection touched this turn: `WriteQueue::write_to` hands as
+//! At the end of every turn (`Reactor::settle`), `Engine::flush_dirty` (`engine/flush.rs`) calls
+//! `Engine::flush` for every connection touched this turn, which calls `Connection::flush`
+//! (`conn/write.rs`): `WriteQueue::write_to` hands as
 //! many queued frames as fit to one `writev`, and again while the kernel takes them all, up to
 //! the turn's write budget ([`WRITES_PER_TURN`], [`WRITE_BYTES_PER_TURN`]; the rest goes out
 //! next turn, which comes without sleeping). When the kernel's send buffer is full the write
-//! returns `WouldBlock`; the bytes stay queued and `Connection::interest` (`conn.rs`) keeps
+//! returns `WouldBlock`; the bytes stay queued and `Connection::interest` (`conn/mod.rs`) keeps
 //! WRITABLE registered.
 //! That is the only place interest is decided: WRITABLE exactly while the queue is non-empty.
 //! [`kernel_figures`] shows this link: [`KernelFigures::unsent_bytes`].
@@ -51,9 +53,9 @@
 //!
 //! A slow consumer calls [`Context::pause_reading`]; `Engine::pause` adds
 //! [`PauseReason::Application`], and `Connection::interest` drops READABLE, which
-//! `Engine::sync_interest` (`flush.rs`) tells the poller. Paused means *not asking*, not ignoring: no
+//! `Engine::sync_interest` (`engine/flush.rs`) tells the poller. Paused means *not asking*, not ignoring: no
 //! event loop spins, and the unread bytes stay in the kernel, which is what closes the window.
-//! [`Config::queue_budget`] does the same across connections (`budget.rs`): when everything
+//! [`Config::queue_budget`] does the same across connections (`engine/budget.rs`): when everything
 //! held for peers (queues and read buffers) reaches the budget, the connections holding more
 //! than their fair share of it stop reading ([`PauseReason::Budget`]), and a large frame's
 //! read buffer waits for room before it is allocated ([`PauseReason::ReadBudget`]).
@@ -62,10 +64,10 @@
 //!
 //! `Engine::resume` clears the reason, and reading restarts by one of two paths. If the reactor
 //! already knows of input (an earlier event left `readable` set, or frame bytes are
-//! buffered), the connection goes on the ready list and `Reactor::read` reads it without an
+//! buffered), the connection goes on the ready list and `Engine::read` reads it without an
 //! event. Otherwise the end of the turn re-registers READABLE (`Engine::sync_interest`), and
 //! epoll reports what already waits in the kernel (bytes, or the peer's FIN) as a new event:
-//! `Engine::conn_event` (`accept.rs`), then `Reactor::read`. The consumer's window reopens, the
+//! `Engine::conn_event` (`engine/accept.rs`), then `Engine::read` (`engine/read.rs`). The consumer's window reopens, the
 //! producer's kernel takes its bytes, and the producer's `Engine::flush` sees its queue fall to
 //! the low-water mark: `WriteQueue::take_drain` reports the drain once, `flush` queues a
 //! `Notice::Drain`, and `Reactor::deliver_notices`, in the same end-of-turn `Reactor::settle`,
@@ -78,7 +80,7 @@
 //! ## Readiness is edge-triggered
 //!
 //! mio reports that a socket *became* readable or writable, once. Code that reads "some" and
-//! returns will never hear from that socket again. `Reactor::read` reads until the kernel has
+//! returns will never hear from that socket again. `Engine::read` reads until the kernel has
 //! nothing more (`WouldBlock`, or on Linux a short read, after which epoll announces any new
 //! byte), or remembers that the socket is still readable (a paused connection, a connection out of
 //! budget for this turn: [`READS_PER_TURN`], [`FRAMES_PER_TURN`], counted per turn however
@@ -100,6 +102,21 @@
 //!   [`ReactorGroup`] runs one reactor per core.
 //! - Every limit is in [`Config`]; every figure is in [`ConnFigures`], [`ReactorFigures`],
 //!   [`KernelFigures`], [`ProcessFigures`], [`WorkerFigures`] and [`RequestFigures`].
+//!
+//! ## Where things live
+//!
+//! | place | what it is |
+//! |---|---|
+//! | `reactor.rs` | the poll loop; the seven steps of a turn, each with its budget; where the handler is called |
+//! | `engine/` | the reactor's state, a file per part: `conns.rs` (slab and lists), `accept.rs`, `read.rs` (the read loop), `send.rs`, `budget.rs`, `flush.rs`, `close.rs`, `timeouts.rs`, `shutdown.rs` |
+//! | `conn/` | one connection as a state machine (life, read side, write side, pauses, readiness) over a `Transport`; `conn/tests.rs` has a test per transition |
+//! | `sys.rs` | every `unsafe` block (the crate denies `unsafe_code` elsewhere) |
+//! | `frame.rs`, `write_queue.rs`, `read_buf.rs` | bytes: the wire format, the write queue and its marks, the read buffer |
+//! | `workers.rs`, `request.rs`, `group.rs` | backpressure past the socket |
+//!
+//! Time enters once per turn: the reactor reads the clock after polling and hands it to the
+//! engine (`Engine::begin_turn`), which never reads it itself, so `engine/tests.rs` drives
+//! timeouts, back-off and shutdown with a clock of its own.
 //!
 //! ## Example
 //!

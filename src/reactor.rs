@@ -1,49 +1,52 @@
-//! The poll loop, and the read path.
+//! The poll loop: the order of a turn, and the two places the handler is called from (a decoded
+//! message, and the notices the engine queues).
 //!
 //! ## A turn, in order
 //!
 //! Every turn does the same seven steps, in this order. Each names the function that does it
 //! and the budget that bounds it. Budgets are **per turn**: a connection's are counted on the
-//! connection (`Connection::share`, `conn.rs`) and the commands' on the engine
+//! connection (`Connection::share`, `conn/mod.rs`) and the commands' on the engine
 //! (`commands_left`), so a second visit in the same turn continues where the first stopped
 //! instead of starting afresh.
 //!
-//! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout`: zero if work is
+//! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout(now)`: zero if work is
 //!    waiting (the ready list, connections carried over by the write budget, commands beyond
 //!    last turn's share, undelivered notices), else until the nearest timer or shutdown
-//!    deadline. At most 1,024 events per poll (the `Events` capacity). Then the turn count
-//!    goes up (which starts every budget afresh) and `Engine::take_carried` (`flush.rs`) marks
-//!    the connections the write budget carried over dirty again.
+//!    deadline. At most 1,024 events per poll (the `Events` capacity). Then the clock is read,
+//!    once, and handed to `Engine::begin_turn` (`engine/mod.rs`): the turn count goes up
+//!    (which starts every budget afresh) and the connections the write budget carried over
+//!    are dirty again. Nothing after this reads the clock ([`Reactor::process`]).
 //! 2. **Events** ([`Reactor::dispatch`], one per event). A listener's event accepts until
-//!    `WouldBlock` (`Engine::accept`, `accept.rs`). A connection's event becomes readiness
-//!    memory in `Engine::conn_event` (`accept.rs`): `readable` / `writable` set, a FIN or
-//!    error remembered (`final_event_seen`), a writable connection with bytes queued marked
-//!    dirty; then, if it may read, [`Reactor::read`] reads it: at most [`READS_PER_TURN`]
+//!    `WouldBlock` (`Engine::accept`, `engine/accept.rs`). A connection's event becomes readiness
+//!    memory through `Engine::conn_event` (`engine/accept.rs`) and `Connection::on_event`
+//!    (`conn/readiness.rs`): readable / writable set, a FIN or error remembered, a writable
+//!    connection with bytes queued marked dirty; then, if it may read, `Engine::read`
+//!    (`engine/read.rs`) reads it: at most [`READS_PER_TURN`]
 //!    `recv` calls and [`FRAMES_PER_TURN`] messages this turn. The waker's event applies
 //!    commands (step 5's function); the signal pipe's starts a shutdown.
 //! 3. **Ready list** ([`Reactor::read_ready_list`]): connections that ran out of read budget
 //!    (last turn, or earlier in this one), or resumed with input waiting, are read without an
 //!    event, each visited once, with what is left of *this turn's* budget. Whoever still has
 //!    input goes to the back of the list, for the next turn.
-//! 4. **Timers** (`Engine::fire_timers`, `timeouts.rs`): every timer now due: the
+//! 4. **Timers** (`Engine::fire_timers`, `engine/timeouts.rs`): every timer now due: the
 //!    application's, idle, write-stall, connect, linger, accept back-off; then the shutdown's
 //!    deadline.
 //! 5. **Commands** ([`Reactor::apply_commands`]) from handles, if some were left over: at
 //!    most [`COMMANDS_PER_TURN`] (1,024) per turn, this step and the waker's event together.
-//! 6. **Settle** ([`Reactor::settle`]): `Engine::flush_dirty` (`flush.rs`) writes each dirty
+//! 6. **Settle** ([`Reactor::settle`]): `Engine::flush_dirty` (`engine/flush.rs`) writes each dirty
 //!    connection's queue, at most [`WRITES_PER_TURN`] `writev` calls and
 //!    [`WRITE_BYTES_PER_TURN`] bytes per connection this turn, applies the low-water mark and
 //!    re-syncs poller interest; then [`Reactor::deliver_notices`] delivers what that caused
 //!    (`on_drain`, `on_close`), whose sends make connections dirty again; repeat until no
 //!    notice is left. A connection that ran out of write budget with its socket still writable
 //!    is *carried*: the next turn starts by marking it dirty, and its poll does not sleep.
-//! 7. **Reap** (`Engine::reap`): free the slots of connections closed this turn, never
+//! 7. **Reap** (`Conns::reap`, `engine/conns.rs`): free the slots of connections closed this turn, never
 //!    earlier, so no event of this turn's batch can reach a slot's next tenant.
 //!
 //! After every step (after each event, each ready-list visit, each command), the notices the
 //! engine queued are delivered ([`Reactor::deliver_notices`]), so callbacks never nest.
 //!
-//! The memory budget (`budget.rs`) acts at three points of this: in every read (steps 2
+//! The memory budget (`engine/budget.rs`) acts at three points of this: in every read (steps 2
 //! and 3), before each `recv`, `Engine::may_read` grants a large frame's buffer or makes the
 //! connection wait, and after the visit an empty buffer goes back to the pool; in every send,
 //! `Engine::apply_budget` pauses a connection whose queue is above its share; and at the start
@@ -58,9 +61,10 @@
 //!
 //! ## When `on_drain` is called
 //!
-//! In step 6 only, never inside another callback. `Engine::flush` writes, and the queue falls
+//! In step 6 only, never inside another callback. `Connection::flush` (`conn/write.rs`) writes,
+//! and the queue falls
 //! to the low-water mark after having reached high-water: `WriteQueue::take_drain` reports it
-//! once, `flush` queues `Notice::Drain`, and [`Reactor::deliver_notices`], in the same
+//! once, `Engine::flush` queues `Notice::Drain`, and [`Reactor::deliver_notices`], in the same
 //! settle, calls `on_drain`, unless by then the connection closed (`on_close` instead) or a
 //! callback delivered before it took the queue back to high-water (that send returned
 //! `Pressure::High`, and the next drain brings the next `on_drain`). So each `Pressure::High`
@@ -72,15 +76,15 @@
 //! waits in the kernel and no event announces it. Resuming (`Engine::resume`) brings it back
 //! by one of two paths. If the connection still has input the reactor knows of (`readable`
 //! from an earlier event, or frame bytes already buffered), it goes on the ready list (step 3), and
-//! `Reactor::read` reads to the end of the stream. Otherwise settle's `Engine::sync_interest`
+//! `Engine::read` reads to the end of the stream. Otherwise settle's `Engine::sync_interest`
 //! registers READABLE again, and epoll reports the readiness already there (the FIN, or bytes)
-//! as an event at the next poll: step 2, `Engine::conn_event`, `Reactor::read`. Either way
+//! as an event at the next poll: step 2, `Engine::conn_event`, `Engine::read`. Either way
 //! the read returns 0, `Engine::peer_eof` runs, and the handler hears `on_peer_shutdown`
 //! after every message the peer sent before it.
 //!
-//! The read path lives here (not in the engine) because it is the one place that calls the
-//! handler with a decoded message; everything else the handler must hear about arrives as a
-//! notice from the engine and is delivered by [`Reactor::deliver_notices`].
+//! The read loop lives in the engine (`engine/read.rs`); the reactor hands it [`deliver`], the
+//! one place that decodes a payload and calls `on_message`. Everything else the handler must
+//! hear about arrives as a notice from the engine and is delivered by [`deliver_notices`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -335,7 +339,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// The read path (`Engine::read`, `engine/read.rs`), with [`Reactor::deliver`] as what it
+    /// The read path (`Engine::read`, `engine/read.rs`), with [`deliver`] as what it
     /// hands each frame to.
     fn read(&mut self, id: ConnId) {
         let handler = &mut self.handler;

@@ -1,5 +1,5 @@
 //! A JSON validator: is this exactly one JSON value (RFC 8259), nested at most
-//! [`MAX_DEPTH`](crate::MAX_DEPTH) deep? It builds nothing and allocates nothing.
+//! [`MAX_DEPTH`] deep? It builds nothing and allocates nothing.
 //!
 //! Why not serde_json here: [`crate::RawJson`] exists for handlers that forward, count or
 //! store messages without looking inside, and for them validation *is* the per-message cost.

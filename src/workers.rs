@@ -5,7 +5,7 @@
 //! handler hands each message to [`Workers::submit`]. The queue between the reactor and the
 //! workers is bounded, and a full queue does not block the reactor and does not drop the job:
 //! the job is *parked* with its connection and the connection stops reading
-//! ([`PauseReason::Workers`](crate::PauseReason::Workers)). Its kernel receive buffer fills,
+//! ([`crate::PauseReason::Workers`]). Its kernel receive buffer fills,
 //! its TCP window closes, and its producer feels the pressure, exactly as with a slow
 //! consumer. As workers finish, parked jobs move into the queue (first parked, first in) and
 //! their connections resume.

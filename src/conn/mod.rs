@@ -70,7 +70,7 @@ use read::ReadSide;
 use readiness::Readiness;
 use write::WriteSide;
 
-/// Where a connection is in its life: the public view of [`Connection`]'s life state (the
+/// Where a connection is in its life: the public view of the connection's life state (the
 /// figures report it, and `on_close` follows `Closed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {

@@ -4,7 +4,7 @@
 //! out (`writev`, through [`std::io::Write::write_vectored`]), and a half-close. A TCP socket
 //! is the one production transport. The trait is the seam where something else can sit under
 //! the chain: a TLS session over the socket (rustls' buffer-based API suits a readiness
-//! reactor), or, in the unit tests, a [`tests::Script`] that answers each call from a script:
+//! reactor), or, in the unit tests, a `Script` (below) that answers each call from a script:
 //! short reads, short writes and `WouldBlock` exactly where a test wants them.
 //!
 //! Every call is non-blocking: `WouldBlock` means "not now", and the poller says when.
