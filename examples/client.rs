@@ -22,19 +22,73 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use highwater::{CloseReason, Config, ConnId, Context, Handler, Pressure, Reactor, SendError};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: client [--addr HOST:PORT] [--frames F] [--records K]
-  [--high-water BYTES] [--low-water BYTES] [--queue-limit BYTES] [--ignore-backpressure]
-  [--stats-interval-ms MS] [--timeout-ms MS]
-defaults: --addr 127.0.0.1:7878 --frames 50000 --records 50 --high-water 262144
-  --low-water 65536 --queue-limit (high-water + max frame + 4) --timeout-ms 30000 (0 = off)";
+use clap::Parser;
+use common::cli;
+use common::units::{Millis, Size};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The contract's producer (PROTOCOL.md): streams frames of sample user records to a sink
+/// server, producing only while its write queue is below the high-water mark.
+///
+/// Prints one JSON line on stdout when done; exits 0 only if the server confirms every frame.
+/// With stderr on a terminal, a progress bar shows frames sent and acknowledged, the rate,
+/// and whether the producer is stopped at the high-water mark. Sizes take bytes or units
+/// (262144, 256KiB); durations the unit in the flag's name or their own (500 = 500ms, 2s).
+#[derive(Parser, Debug)]
+#[command(name = "client", version)]
+struct Cli {
+    /// The server (in sink mode)
+    #[arg(long, value_name = "HOST:PORT", default_value = cli::DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// Frames to send
+    #[arg(long, value_name = "F", default_value_t = 50_000)]
+    frames: u64,
+    /// Sample records per frame (about 1.2 KB each)
+    #[arg(long, value_name = "K", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    records: u64,
+    #[command(flatten)]
+    marks: cli::Marks,
+    /// The hard cap on the write queue [default: high-water + max frame + 4]
+    #[arg(long, value_name = "BYTES")]
+    queue_limit: Option<Size>,
+    /// Keep producing above high-water (the classic bug; the hard cap still stops it)
+    #[arg(long)]
+    ignore_backpressure: bool,
+    /// A figures line on stderr this often (0 = off)
+    #[arg(long, value_name = "MS", default_value = "0")]
+    stats_interval_ms: Millis,
+    /// No connection within this long, or no progress either way for this long, ends the run
+    /// (0 = off)
+    #[arg(long, value_name = "MS", default_value = "30s")]
+    timeout_ms: Millis,
+}
+
+/// Timer data: which of the client's timers fired.
+const STATS_TIMER: u64 = 0;
+const PROGRESS_TIMER: u64 = 1;
+/// How often the progress bar is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What the progress bar says the producer is doing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Doing {
+    Sending,
+    /// `Pressure::High` came back: waiting for `on_drain`.
+    AtHighWater,
+    /// Ignoring backpressure, the queue's hard limit refused a frame.
+    AtHardLimit,
+    /// Every frame queued; waiting for the server's summary.
+    AwaitingSummary,
+}
 
 struct Producer {
     conn: Option<ConnId>,
@@ -52,8 +106,12 @@ struct Producer {
     close_reason: Option<String>,
     /// Set when the close was one of the no-progress deadlines: what to tell the user.
     gave_up: Option<String>,
-    timeout: Option<std::time::Duration>,
-    stats_interval: Option<std::time::Duration>,
+    timeout: Option<Duration>,
+    stats_interval: Option<Duration>,
+    doing: Doing,
+    /// Only when stderr is a terminal.
+    progress: Option<ProgressBar>,
+    started: Instant,
 }
 
 impl Producer {
@@ -68,10 +126,14 @@ impl Producer {
                     self.bytes += self.template.len() as u64;
                     self.max_queued = self.max_queued.max(ctx.queued_bytes(conn));
                     if pressure == Pressure::High && !self.ignore_backpressure {
+                        self.doing = Doing::AtHighWater;
                         return; // write() returned false: wait for 'drain'
                     }
                 }
-                Err(SendError::QueueFull { .. }) => return, // the hard limit caught the bug
+                Err(SendError::QueueFull { .. }) => {
+                    self.doing = Doing::AtHardLimit;
+                    return; // the hard limit caught the bug
+                }
                 Err(e) => {
                     eprintln!("send failed: {e}");
                     ctx.stop();
@@ -81,8 +143,39 @@ impl Producer {
         }
         if !self.finished_sending {
             self.finished_sending = true;
+            self.doing = Doing::AwaitingSummary;
             ctx.close_write(conn); // FIN once the queue drains: "that was the last frame"
         }
+    }
+}
+
+impl Producer {
+    /// Redraws the progress bar: frames queued, frames the server's TCP acknowledged (bytes
+    /// handed to the kernel less those it still holds unacknowledged), the rate of
+    /// acknowledged bytes, and what the producer is doing.
+    fn show_progress(&self, ctx: &mut Context<'_>) {
+        let Some(bar) = &self.progress else { return };
+        bar.set_position(self.sent);
+        let wire_frame = self.template.len() as u64 + 4;
+        let acked_bytes = self.conn.and_then(|c| ctx.conn_figures(c)).and_then(|f| {
+            let in_kernel = u64::from(f.kernel.send_queue_bytes?);
+            Some(f.bytes_out.saturating_sub(in_kernel))
+        });
+        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        let (acked, rate) = match acked_bytes {
+            Some(b) => (
+                (b / wire_frame).to_string(),
+                format!("{:.1} MB/s", b as f64 / 1e6 / seconds),
+            ),
+            None => ("?".into(), "? MB/s".into()),
+        };
+        let doing = match self.doing {
+            Doing::Sending => "sending",
+            Doing::AtHighWater => "STOPPED at high-water",
+            Doing::AtHardLimit => "STOPPED at the queue's hard limit",
+            Doing::AwaitingSummary => "all queued, awaiting the count",
+        };
+        bar.set_message(format!("{acked} acked · {rate} · {doing}"));
     }
 }
 
@@ -91,15 +184,23 @@ impl Handler for Producer {
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         if let Some(every) = self.stats_interval {
-            ctx.set_timer(every, 0);
+            ctx.set_timer(every, STATS_TIMER);
+        }
+        if self.progress.is_some() {
+            ctx.set_timer(PROGRESS_EVERY, PROGRESS_TIMER);
         }
     }
 
-    /// The stats line: this connection's link of the chain, then the process.
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _: highwater::TimerId, _: u64) {
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: highwater::TimerId, which: u64) {
+        if which == PROGRESS_TIMER {
+            self.show_progress(ctx);
+            ctx.set_timer(PROGRESS_EVERY, PROGRESS_TIMER);
+            return;
+        }
+        // The stats line: this connection's link of the chain, then the process.
         if let Some(f) = self.conn.and_then(|c| ctx.conn_figures(c)) {
             let unknown = |v: Option<u32>| v.map_or("unknown".into(), |v| v.to_string());
-            eprintln!(
+            let line = format!(
                 "stats sent={} queued={}B high_water={}B drains={} writable_interest={} \
                  kernel_unsent={} peer_window={} {}",
                 self.sent,
@@ -111,9 +212,13 @@ impl Handler for Producer {
                 unknown(f.kernel.peer_window),
                 highwater::process_figures()
             );
+            match &self.progress {
+                Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
+            }
         }
         if let Some(every) = self.stats_interval {
-            ctx.set_timer(every, 0);
+            ctx.set_timer(every, STATS_TIMER);
         }
     }
 
@@ -123,6 +228,7 @@ impl Handler for Producer {
 
     fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         self.drain_events += 1;
+        self.doing = Doing::Sending;
         self.produce(ctx, conn);
     }
 
@@ -157,33 +263,34 @@ impl Handler for Producer {
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut flags = common::Flags::parse(USAGE, &["ignore-backpressure"]);
-    let defaults = Config::default();
-    let addr: SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
-    let frames: u64 = flags.get("frames", 50_000);
-    let records: usize = flags.get("records", 50);
+    let args = Cli::parse();
+    let addr = args.addr;
+    let frames = args.frames;
+    let records = usize::try_from(args.records).unwrap_or(usize::MAX);
     // One progress deadline for the whole run: connecting, then both directions.
-    let timeout = common::millis(flags.get("timeout-ms", 30_000));
+    let timeout = args.timeout_ms.nonzero();
     let config = Config {
-        high_water: flags.get("high-water", defaults.high_water),
-        low_water: flags.get("low-water", defaults.low_water),
-        queue_limit: flags.opt("queue-limit"),
+        queue_limit: args.queue_limit.map(|s| s.0),
         outbound_idle_timeout: timeout,
         connect_timeout: timeout,
         write_timeout: timeout,
-        ..defaults
+        ..args.marks.apply(cli::defaults())
     };
-    let ignore_backpressure = flags.switch("ignore-backpressure");
-    let stats_interval = common::millis(flags.get("stats-interval-ms", 0));
-    flags.finish();
+    let ignore_backpressure = args.ignore_backpressure;
+    let stats_interval = args.stats_interval_ms.nonzero();
     if let Err(e) = config.validate() {
-        eprintln!("error: {e}");
-        std::process::exit(2);
+        cli::refuse::<Cli>(e);
     }
-    if records == 0 {
-        eprintln!("error: --records must be at least 1");
-        std::process::exit(2);
-    }
+    // Only for a person watching: tests, CI and pipes see exactly what they saw before.
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(frames);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:24}] {pos}/{len} sent · {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
 
     let template = common::sample_frame(records);
     let producer = Producer {
@@ -201,14 +308,33 @@ fn main() -> std::io::Result<()> {
         gave_up: None,
         timeout,
         stats_interval,
+        doing: Doing::Sending,
+        progress,
+        started: Instant::now(),
     };
     let mut reactor = Reactor::new(config, producer)?;
     let conn = reactor.connect(addr)?;
     reactor.handler_mut().conn = Some(conn);
     let started = Instant::now();
+    reactor.handler_mut().started = started;
     reactor.run()?;
     let seconds = started.elapsed().as_secs_f64();
     let p = reactor.into_handler();
+    if let Some(bar) = &p.progress {
+        let confirmed = p
+            .server_reply
+            .as_ref()
+            .and_then(|r| r.get("received"))
+            .and_then(Value::as_u64);
+        bar.set_position(p.sent);
+        bar.finish_with_message(match confirmed {
+            Some(n) => format!(
+                "{n} confirmed by the server · {:.1} MB/s",
+                p.bytes as f64 / 1e6 / seconds.max(1e-9)
+            ),
+            None => "no confirmation from the server".into(),
+        });
+    }
 
     let ok = p
         .server_reply

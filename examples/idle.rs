@@ -23,8 +23,21 @@ use std::time::Duration;
 
 use highwater::{Config, ConnId, Context, Handler, RawJson, Reactor};
 
-const USAGE: &str = "usage: idle [--connections N]   (default 10000)
-       idle --clients HOST:PORT --connections N   (the child's role)";
+use clap::Parser;
+
+/// How much user-space memory an idle connection costs: an echo reactor, N clients that each
+/// make one round trip and sit idle (in a child process), and the server's RSS before and
+/// after, as one JSON line.
+#[derive(Parser, Debug)]
+#[command(name = "idle", version)]
+struct Cli {
+    /// Idle connections to open
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    connections: usize,
+    /// Be the child: open the connections to this server and hold them until stdin closes
+    #[arg(long, value_name = "HOST:PORT")]
+    clients: Option<SocketAddr>,
+}
 
 struct Echo;
 
@@ -40,10 +53,10 @@ fn rss_kb() -> u64 {
 }
 
 fn main() -> std::io::Result<()> {
-    let mut flags = common::Flags::parse(USAGE, &[]);
-    let n: usize = flags.get("connections", 10_000);
-    let clients_for: Option<SocketAddr> = flags.opt("clients");
-    flags.finish();
+    let Cli {
+        connections: n,
+        clients: clients_for,
+    } = Cli::parse();
     common::raise_fd_limit();
     match clients_for {
         Some(addr) => be_the_clients(addr, n),

@@ -20,6 +20,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,38 +29,62 @@ use highwater::{
     Workers,
 };
 
-/// The usage text, with the defaults read from `Config::default()`: written once, in the
-/// library, so the text cannot drift from what the server does.
-fn usage(d: &Config) -> String {
-    format!(
-        "usage: server [--addr HOST:PORT] [--mode echo|sink]
-  [--high-water BYTES] [--low-water BYTES] [--max-frame BYTES] [--max-connections N]
-  [--idle-timeout-ms MS] [--write-timeout-ms MS] [--queue-budget BYTES]
-  [--process-every N --process-ms MS] [--stats-interval-ms MS]
-  [--reactors N] [--workers N --work-us U [--work-queue N]]
-defaults: --addr 127.0.0.1:7878 --mode echo --high-water {} --low-water {}
-  --max-frame {} --max-connections {} --idle-timeout-ms {}
-  --write-timeout-ms {} --queue-budget {} (per reactor; 0 = off)
-  --reactors (the number of cores) --workers 0 (no offload) --work-queue (2 x workers)",
-        d.high_water,
-        d.low_water,
-        d.max_frame,
-        d.max_connections,
-        millis_of(d.idle_timeout),
-        millis_of(d.write_timeout),
-        d.queue_budget.unwrap_or(0),
-    )
-}
+use clap::Parser;
+use common::cli::{self, Mode};
+use common::units::{Micros, Millis, Size};
 
-/// A timeout as the flags give it: milliseconds, 0 for off.
-fn millis_of(t: Option<Duration>) -> u64 {
-    t.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Echo,
-    Sink,
+/// The contract's server (PROTOCOL.md): echo or sink, with every limit a flag.
+///
+/// Sizes take bytes or units (262144, 256KiB, 8MiB); durations take the unit in the flag's
+/// name or one of their own (500 = 500ms, 2s).
+#[derive(Parser, Debug)]
+#[command(name = "server", version)]
+struct Cli {
+    /// Where to listen; port 0 picks a free one
+    #[arg(long, value_name = "HOST:PORT", default_value = cli::DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// What to do with each message
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    mode: Mode,
+    #[command(flatten)]
+    marks: cli::Marks,
+    /// The largest payload accepted; a longer header is answered frame_too_large and closed
+    #[arg(long, value_name = "BYTES", default_value_t = Size(cli::defaults().max_frame))]
+    max_frame: Size,
+    /// Connections open at once; one more is answered busy
+    #[arg(long, value_name = "N", default_value_t = cli::defaults().max_connections)]
+    max_connections: usize,
+    /// Close a connection with no progress either way for this long (0 = off)
+    #[arg(long, value_name = "MS", default_value_t = Millis::or_off(cli::defaults().idle_timeout))]
+    idle_timeout_ms: Millis,
+    /// Reset a connection whose queued replies are not taken for this long (0 = off)
+    #[arg(long, value_name = "MS", default_value_t = Millis::or_off(cli::defaults().write_timeout))]
+    write_timeout_ms: Millis,
+    /// Memory held for peers, per reactor; past it the largest holders stop being read (0 = off)
+    #[arg(long, value_name = "BYTES", default_value_t = Size(cli::defaults().queue_budget.unwrap_or(0)))]
+    queue_budget: Size,
+    /// Sink mode: after every N messages, a connection is not read for --process-ms
+    #[arg(long, value_name = "N", requires = "process_ms",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    process_every: Option<u64>,
+    /// How long each --process-every pause lasts
+    #[arg(long, value_name = "MS", requires = "process_every")]
+    process_ms: Option<Millis>,
+    /// A figures line on stderr this often (0 = off)
+    #[arg(long, value_name = "MS", default_value = "0")]
+    stats_interval_ms: Millis,
+    /// Reactor threads, connections shared out among them [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    reactors: Option<u64>,
+    /// Echo through a pool of N worker threads, replies still in order (0 = no offload)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
+    /// Simulated work per job at the workers
+    #[arg(long, value_name = "US", default_value = "0")]
+    work_us: Micros,
+    /// Jobs waiting for the workers before a connection stops being read [default: 2 x workers]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    work_queue: Option<u64>,
 }
 
 /// Per-connection counts for sink mode.
@@ -248,48 +273,34 @@ impl Handler for Server {
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let defaults = Config::default();
-    let mut flags = common::Flags::parse(usage(&defaults), &[]);
-    let addr: std::net::SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
-    let mode = match flags.get("mode", "echo".to_string()).as_str() {
-        "echo" => Mode::Echo,
-        "sink" => Mode::Sink,
-        other => flags.fail(&format!("--mode {other:?}: expected echo or sink")),
-    };
+    let args = Cli::parse();
+    let mode = args.mode;
     let config = Config {
-        high_water: flags.get("high-water", defaults.high_water),
-        low_water: flags.get("low-water", defaults.low_water),
-        max_frame: flags.get("max-frame", defaults.max_frame),
-        max_connections: flags.get("max-connections", defaults.max_connections),
-        idle_timeout: common::millis(
-            flags.get("idle-timeout-ms", millis_of(defaults.idle_timeout)),
-        ),
-        write_timeout: common::millis(
-            flags.get("write-timeout-ms", millis_of(defaults.write_timeout)),
-        ),
-        queue_budget: Some(flags.get("queue-budget", defaults.queue_budget.unwrap_or(0)))
-            .filter(|&b| b > 0),
-        ..defaults
+        max_frame: args.max_frame.0,
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout_ms.nonzero(),
+        write_timeout: args.write_timeout_ms.nonzero(),
+        queue_budget: Some(args.queue_budget.0).filter(|&b| b > 0),
+        ..args.marks.apply(cli::defaults())
     };
-    let process = match (
-        flags.opt::<u64>("process-every"),
-        flags.opt::<u64>("process-ms"),
-    ) {
-        (Some(n), Some(ms)) if n > 0 => Some((n, Duration::from_millis(ms))),
-        (None, None) => None,
-        _ => flags.fail("--process-every N (N > 0) and --process-ms MS go together"),
-    };
-    let stats_interval = common::millis(flags.get("stats-interval-ms", 0));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let reactors: usize = flags.get("reactors", cores).max(1);
-    let workers: usize = flags.get("workers", 0);
-    let work = Duration::from_micros(flags.get("work-us", 0));
-    let work_queue: usize = flags.get("work-queue", 2 * workers.max(1));
-    flags.finish();
     if let Err(e) = config.validate() {
-        eprintln!("error: {e}");
-        std::process::exit(2);
+        cli::refuse::<Cli>(e);
     }
+    let process = args
+        .process_every
+        .zip(args.process_ms)
+        .map(|(n, ms)| (n, ms.0));
+    let stats_interval = args.stats_interval_ms.nonzero();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reactors = args
+        .reactors
+        .map_or(cores, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let workers = args.workers;
+    let work = args.work_us.0;
+    let work_queue = args.work_queue.map_or(2 * workers.max(1), |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let addr = args.addr;
     // Workers are split between reactors (each reactor's results come back to it alone).
     let offload = (workers > 0).then(|| Offload {
         threads: workers.div_ceil(reactors),

@@ -20,12 +20,23 @@ use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-const USAGE: &str = "usage: tokio_server [--addr HOST:PORT] [--mode echo|sink] [--tuned]";
+use clap::Parser;
+use common::cli::{self, Mode};
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Echo,
-    Sink,
+/// A tokio server speaking the `server` example's contract (PROTOCOL.md), for side-by-side
+/// measurements.
+#[derive(Parser, Debug)]
+#[command(name = "tokio_server", version)]
+struct Cli {
+    /// Where to listen; port 0 picks a free one
+    #[arg(long, value_name = "HOST:PORT", default_value = cli::DEFAULT_ADDR)]
+    addr: std::net::SocketAddr,
+    /// What to do with each message
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    mode: Mode,
+    /// Validate without a tree, echo the received bytes, flush once per batch of ready frames
+    #[arg(long)]
+    tuned: bool,
 }
 
 const INVALID: &[u8] = br#"{"error":"invalid_json","detail":"not valid JSON"}"#;
@@ -87,15 +98,7 @@ async fn serve(stream: tokio::net::TcpStream, mode: Mode, tuned: bool) {
 }
 
 fn main() -> std::io::Result<()> {
-    let mut flags = common::Flags::parse(USAGE, &["tuned"]);
-    let addr: std::net::SocketAddr = flags.get("addr", "127.0.0.1:7878".parse().unwrap());
-    let mode = match flags.get("mode", "echo".to_string()).as_str() {
-        "echo" => Mode::Echo,
-        "sink" => Mode::Sink,
-        other => flags.fail(&format!("--mode {other:?}: expected echo or sink")),
-    };
-    let tuned = flags.switch("tuned");
-    flags.finish();
+    let Cli { addr, mode, tuned } = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -366,27 +366,199 @@ fn stats_lines_show_reactor_and_process_figures() {
     });
 }
 
-/// The server's usage text states the library's defaults, read from `Config::default()`, not
+// ----- the command lines ----------------------------------------------------------------
+
+/// The examples' own value grammar (sizes, durations), checked here as the examples use it.
+#[path = "../examples/common/units.rs"]
+mod units;
+
+use units::{Micros, Millis, Secs, Size};
+
+/// Every example in examples/: each parses its command line with the same machinery.
+const EXAMPLES: [&str; 6] = ["server", "client", "demo", "idle", "soak", "tokio_server"];
+
+/// Runs an example with `args` to completion (for flags that exit before any work).
+fn run_example(name: &str, args: &[&str]) -> std::process::Output {
+    Command::new(example(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+/// The `[default: X]` clap's long help shows for `--flag`, if any.
+fn help_default(help: &str, flag: &str) -> Option<String> {
+    let opening = format!("{flag} <");
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(&opening));
+    lines.next()?;
+    lines
+        .take_while(|l| !l.trim_start().starts_with('-'))
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("[default: ")?;
+            Some(rest.strip_suffix(']')?.to_string())
+        })
+}
+
+#[test]
+fn every_example_has_help_and_version() {
+    bounded(Duration::from_secs(60), || {
+        for name in EXAMPLES {
+            let out = run_example(name, &["--help"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} --help failed");
+            assert!(text.contains(&format!("Usage: {name}")), "{name}:\n{text}");
+            assert!(
+                text.contains("--help") && text.contains("--version"),
+                "{text}"
+            );
+            let out = run_example(name, &["--version"]);
+            assert!(out.status.success(), "{name} --version failed");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                format!("{name} {}", env!("CARGO_PKG_VERSION"))
+            );
+        }
+    });
+}
+
+#[test]
+fn an_unknown_flag_is_named_and_a_close_one_suggested() {
+    bounded(Duration::from_secs(60), || {
+        for name in EXAMPLES {
+            let out = run_example(name, &["--bogus"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+            assert!(
+                err.contains("'--bogus'"),
+                "{name} does not name the flag: {err}"
+            );
+        }
+        let out = run_example("server", &["--high-watr", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(err.contains("'--high-watr'"), "{err}");
+        assert!(err.contains("'--high-water'"), "no suggestion: {err}");
+        // A bad value names the flag and what is wrong with it.
+        let out = run_example("server", &["--max-frame", "8M"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(err.contains("--max-frame") && err.contains("MiB"), "{err}");
+        // So does a combination the library refuses.
+        let out = run_example("server", &["--high-water", "64KiB", "--low-water", "1MiB"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(err.contains("low_water"), "{err}");
+    });
+}
+
+#[test]
+fn sizes_and_durations_parse_with_and_without_units() {
+    let size = |s: &str| s.parse::<Size>().map(|v| v.0);
+    assert_eq!(size("262144"), Ok(262_144));
+    assert_eq!(size("256KiB"), Ok(256 * 1024));
+    assert_eq!(size("8MiB"), Ok(8 * 1024 * 1024));
+    assert_eq!(size("1GiB"), Ok(1 << 30));
+    assert_eq!(size("64kB"), Ok(64_000));
+    assert_eq!(size("1.5KiB"), Ok(1536));
+    assert_eq!(size("8 MiB"), Ok(8 << 20));
+    for bad in ["", "MiB", "8M", "8K", "1.3B", "8 parsecs", "-1"] {
+        assert!(size(bad).is_err(), "{bad:?} was accepted");
+    }
+    let ms = |s: &str| s.parse::<Millis>().map(|v| v.0);
+    assert_eq!(ms("500"), Ok(Duration::from_millis(500)));
+    assert_eq!(ms("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(ms("60s"), Ok(Duration::from_secs(60)));
+    assert_eq!(ms("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(ms("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(ms("0"), Ok(Duration::ZERO));
+    assert!(ms("5 fortnights").is_err() && ms("ms").is_err());
+    assert_eq!("4".parse::<Secs>().map(|v| v.0), Ok(Duration::from_secs(4)));
+    assert_eq!(
+        "200".parse::<Micros>().map(|v| v.0),
+        Ok(Duration::from_micros(200))
+    );
+    // What --help prints parses back to the same value.
+    for v in [0, 1, 1000, 262_144, 8 << 20, 10_000] {
+        assert_eq!(size(&Size(v).to_string()), Ok(v));
+    }
+    for d in [0, 1, 500, 1500, 30_000, 60_000] {
+        let d = Duration::from_millis(d);
+        assert_eq!(ms(&units::Dur::<1_000_000>(d).to_string()), Ok(d));
+    }
+}
+
+/// Units on the command line reach the server: `--idle-timeout-ms 300ms` closes an idle
+/// connection after 300 ms, not 300 s, and `8MiB`-style sizes start it.
+#[test]
+fn the_server_takes_sizes_and_durations_with_units() {
+    bounded(Duration::from_secs(60), || {
+        let (_srv, addr) = server(&[
+            "--high-water",
+            "512KiB",
+            "--low-water",
+            "128KiB",
+            "--max-frame",
+            "8MiB",
+            "--queue-budget",
+            "64MiB",
+            "--idle-timeout-ms",
+            "300ms",
+            "--write-timeout-ms",
+            "2s",
+        ]);
+        let mut peer = Peer::connect(addr);
+        peer.send(&json!("hello"));
+        assert_eq!(peer.recv(), json!("hello"));
+        let waited = Instant::now();
+        assert_eq!(peer.recv(), json!({"error": "idle_timeout"}));
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the idle timeout was not 300 ms"
+        );
+        peer.expect_closed();
+    });
+}
+
+/// The defaults `--help` states are the library's, read from `Config::default()`, not
 /// written a second time.
 #[test]
-fn server_help_states_the_librarys_defaults() {
-    let out = Command::new(example("server"))
-        .arg("--help")
-        .output()
-        .expect("run server --help");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+fn help_states_the_librarys_defaults() {
     let d = highwater::Config::default();
-    let ms = |t: Option<Duration>| t.map_or(0, |t| t.as_millis());
-    for want in [
-        format!("--high-water {}", d.high_water),
-        format!("--low-water {}", d.low_water),
-        format!("--max-frame {}", d.max_frame),
-        format!("--max-connections {}", d.max_connections),
-        format!("--idle-timeout-ms {}", ms(d.idle_timeout)),
-        format!("--write-timeout-ms {}", ms(d.write_timeout)),
-        format!("--queue-budget {}", d.queue_budget.unwrap_or(0)),
-    ] {
-        assert!(text.contains(&want), "{want:?} missing from:\n{text}");
+    let ms = |t: Option<Duration>| t.unwrap_or(Duration::ZERO);
+    let text = String::from_utf8(run_example("server", &["--help"]).stdout).unwrap();
+    let size_of = |text: &str, flag: &str| -> usize {
+        let shown = help_default(text, flag).unwrap_or_else(|| panic!("no default for {flag}"));
+        shown
+            .parse::<Size>()
+            .unwrap_or_else(|e| panic!("{flag} {shown}: {e}"))
+            .0
+    };
+    let millis_of = |text: &str, flag: &str| -> Duration {
+        let shown = help_default(text, flag).unwrap_or_else(|| panic!("no default for {flag}"));
+        shown
+            .parse::<Millis>()
+            .unwrap_or_else(|e| panic!("{flag} {shown}: {e}"))
+            .0
+    };
+    assert_eq!(size_of(&text, "--high-water"), d.high_water);
+    assert_eq!(size_of(&text, "--low-water"), d.low_water);
+    assert_eq!(size_of(&text, "--max-frame"), d.max_frame);
+    assert_eq!(
+        size_of(&text, "--queue-budget"),
+        d.queue_budget.unwrap_or(0)
+    );
+    assert_eq!(
+        help_default(&text, "--max-connections"),
+        Some(d.max_connections.to_string())
+    );
+    assert_eq!(millis_of(&text, "--idle-timeout-ms"), ms(d.idle_timeout));
+    assert_eq!(millis_of(&text, "--write-timeout-ms"), ms(d.write_timeout));
+    // The client and the demo share the marks' flags, and so their defaults.
+    for name in ["client", "demo"] {
+        let text = String::from_utf8(run_example(name, &["--help"]).stdout).unwrap();
+        assert_eq!(size_of(&text, "--high-water"), d.high_water, "{name}");
+        assert_eq!(size_of(&text, "--low-water"), d.low_water, "{name}");
     }
 }

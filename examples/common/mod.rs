@@ -1,102 +1,10 @@
-//! Small helpers shared by the examples: a flag parser (no dependency for a dozen flags) and
-//! the process's peak RSS. Each example uses a subset, hence `dead_code` is allowed.
+//! Small helpers shared by the examples: their command-line pieces (`cli`, on clap), the
+//! values their flags take (`units`), the process's peak RSS and the contract's sample frame.
+//! Each example uses a subset, hence `dead_code` is allowed.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::fmt::Display;
-use std::str::FromStr;
-
-/// `--flag value`, `--flag=value` and bare `--switch` arguments.
-pub struct Flags {
-    values: HashMap<String, String>,
-    switches: Vec<String>,
-    usage: String,
-}
-
-impl Flags {
-    /// Parses `std::env::args()`. `switches` lists the flags that take no value.
-    pub fn parse(usage: impl Into<String>, switches: &[&str]) -> Flags {
-        let usage = usage.into();
-        let mut flags = Flags {
-            values: HashMap::new(),
-            switches: Vec::new(),
-            usage: usage.clone(),
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            let Some(name) = arg.strip_prefix("--") else {
-                flags.fail(&format!("unexpected argument {arg:?}"));
-            };
-            if let Some((k, v)) = name.split_once('=') {
-                flags.values.insert(k.to_string(), v.to_string());
-            } else if switches.contains(&name) {
-                flags.switches.push(name.to_string());
-            } else {
-                match args.next() {
-                    Some(v) => {
-                        flags.values.insert(name.to_string(), v);
-                    }
-                    None => flags.fail(&format!("--{name} needs a value")),
-                }
-            }
-        }
-        flags
-    }
-
-    /// Exits with status 2 and the usage text.
-    pub fn fail(&self, msg: &str) -> ! {
-        eprintln!("error: {msg}\n\n{}", self.usage);
-        std::process::exit(2);
-    }
-
-    /// The value of `--name`, parsed, or `default`.
-    pub fn get<T: FromStr>(&mut self, name: &str, default: T) -> T
-    where
-        T::Err: Display,
-    {
-        match self.values.remove(name) {
-            None => default,
-            Some(v) => v
-                .parse()
-                .unwrap_or_else(|e| self.fail(&format!("--{name} {v:?}: {e}"))),
-        }
-    }
-
-    /// The value of `--name`, parsed, if given.
-    pub fn opt<T: FromStr>(&mut self, name: &str) -> Option<T>
-    where
-        T::Err: Display,
-    {
-        self.values.contains_key(name).then(|| {
-            let v = self.values.remove(name).unwrap_or_default();
-            v.parse()
-                .unwrap_or_else(|e| self.fail(&format!("--{name} {v:?}: {e}")))
-        })
-    }
-
-    /// Whether the switch `--name` was given.
-    pub fn switch(&mut self, name: &str) -> bool {
-        let before = self.switches.len();
-        self.switches.retain(|s| s != name);
-        before != self.switches.len()
-    }
-
-    /// Fails on any flag nobody asked for (a typo should not be silently ignored).
-    pub fn finish(self) {
-        if let Some(k) = self.values.keys().chain(self.switches.iter()).next() {
-            self.fail(&format!("unknown flag --{k}"));
-        }
-    }
-}
-
-/// A millisecond flag where 0 means "off".
-pub fn millis(ms: u64) -> Option<std::time::Duration> {
-    (ms > 0).then(|| std::time::Duration::from_millis(ms))
-}
+pub mod cli;
+pub mod units;
 
 /// A field of `/proc/self/status` in KiB (`VmHWM` is peak RSS, `VmRSS` current RSS);
 /// 0 where /proc is not available.

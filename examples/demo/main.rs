@@ -32,13 +32,44 @@ use highwater::{
 };
 use serde_json::Value;
 
-const USAGE: &str =
-    "usage: demo [--seconds S] [--records K] [--rate-mb MB_PER_S] [--high-water BYTES]
-  [--low-water BYTES] [--kernel-buffer BYTES] [--process-every N] [--process-ms MS] [--svg PATH]
-defaults: --seconds 10 --records 50 (a ~61 KB frame) --rate-mb 2 (0 = as fast as allowed)
-  --high-water 262144 --low-water 65536
-  --kernel-buffer 131072 (SO_RCVBUF/SO_SNDBUF; 0 = the kernel's auto-tuning)
-  --process-every 40 --process-ms 1500 --svg target/highwater-demo.svg";
+use clap::Parser;
+use common::cli;
+use common::units::{Millis, Secs, Size};
+
+/// The backpressure chain, live: a fast producer and a slow consumer in one process, each on
+/// its own reactor, and every link between them sampled, printed and plotted.
+///
+/// Sizes take bytes or units (131072, 128KiB); durations the unit in the flag's name or their
+/// own (--process-ms 1500 or 1.5s, --seconds 10 or 500ms).
+#[derive(Parser, Debug)]
+#[command(name = "demo", version)]
+struct Cli {
+    /// How long the producer produces
+    #[arg(long, value_name = "S", default_value = "10s")]
+    seconds: Secs,
+    /// Sample records per frame (50 make a ~61 KB frame)
+    #[arg(long, value_name = "K", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    records: u64,
+    /// The producer's rate in MB/s (0 = as fast as it is allowed)
+    #[arg(long, value_name = "MB_PER_S", default_value_t = 2.0)]
+    rate_mb: f64,
+    #[command(flatten)]
+    marks: cli::Marks,
+    /// SO_RCVBUF / SO_SNDBUF for both sockets (0 = the kernel's auto-tuning)
+    #[arg(long, value_name = "BYTES", default_value = "128KiB")]
+    kernel_buffer: Size,
+    /// The consumer pauses after every N messages
+    #[arg(long, value_name = "N", default_value_t = 40,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    process_every: u64,
+    /// How long each pause lasts
+    #[arg(long, value_name = "MS", default_value = "1500ms")]
+    process_ms: Millis,
+    /// Where to write the SVG plot
+    #[arg(long, value_name = "PATH", default_value = "target/highwater-demo.svg")]
+    svg: String,
+}
 
 /// How often the links are sampled; every tenth sample is printed.
 const SAMPLE: Duration = Duration::from_millis(25);
@@ -213,21 +244,22 @@ fn kib(v: Option<u32>) -> String {
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut flags = common::Flags::parse(USAGE, &[]);
-    let seconds: f64 = flags.get("seconds", 10.0);
-    let records: usize = flags.get("records", 50);
-    let rate_mb: f64 = flags.get("rate-mb", 2.0);
-    let defaults = Config::default();
-    let high: usize = flags.get("high-water", defaults.high_water);
-    let low: usize = flags.get("low-water", defaults.low_water);
-    let kernel_buffer: usize = flags.get("kernel-buffer", 128 * 1024);
-    let every: u64 = flags.get("process-every", 40);
-    let process_ms: u64 = flags.get("process-ms", 1500);
-    let svg: String = flags.get("svg", "target/highwater-demo.svg".to_string());
-    flags.finish();
-    if every == 0 || records == 0 || seconds <= 0.0 || rate_mb < 0.0 {
-        eprintln!("error: --process-every, --records and --seconds must be positive\n\n{USAGE}");
-        std::process::exit(2);
+    let args = Cli::parse();
+    let seconds = args.seconds.0.as_secs_f64();
+    let records = usize::try_from(args.records).unwrap_or(usize::MAX);
+    let rate_mb = args.rate_mb;
+    let defaults = cli::defaults();
+    let high = args.marks.high_water.0;
+    let low = args.marks.low_water.0;
+    let kernel_buffer = args.kernel_buffer.0;
+    let every = args.process_every;
+    let process_ms = u64::try_from(args.process_ms.0.as_millis()).unwrap_or(u64::MAX);
+    let svg = args.svg;
+    if seconds <= 0.0 {
+        cli::refuse::<Cli>("--seconds must be more than zero");
+    }
+    if !(rate_mb >= 0.0 && rate_mb.is_finite()) {
+        cli::refuse::<Cli>("--rate-mb must be zero or more");
     }
     let buffer = (kernel_buffer > 0).then_some(kernel_buffer);
     let config = Config {
@@ -236,9 +268,9 @@ fn main() -> std::io::Result<()> {
         idle_timeout: None,
         ..defaults
     };
-    config
-        .validate()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if let Err(e) = config.validate() {
+        cli::refuse::<Cli>(e);
+    }
 
     let shared = Shared::default();
     let start = Instant::now();
