@@ -118,7 +118,7 @@ impl Engine {
     /// [`ACCEPT_BACKOFF`] while the reactor goes on serving the connections it has (whose
     /// closing frees descriptors), then a timer re-registers it and accepting resumes by
     /// itself. The failure is logged at most once a second.
-    fn accept_failed(&mut self, key: usize, error: io::Error) {
+    pub(super) fn accept_failed(&mut self, key: usize, error: io::Error) {
         let now = self.now;
         if let Some(l) = self.conns.listener_mut(key) {
             let _ = self.poll.registry().deregister(&mut l.socket);
