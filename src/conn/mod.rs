@@ -142,9 +142,12 @@ pub(crate) struct Timing {
     /// When the peer's kernel last took bytes of ours: progress for the idle timeout, and the
     /// write-stall clock.
     pub(crate) last_write_at: Instant,
-    /// The start of the write-stall measuring window (the queue has held bytes ever since),
-    /// the bytes written when it started (for the minimum rate), and whether a timer is armed.
+    /// Since when the queue has held bytes for a peer that exists (`None`: empty): the
+    /// write-stall clock's origin when the peer has taken nothing since.
     pub(crate) stall_since: Option<Instant>,
+    /// The start of the current minimum-rate window, and the bytes written when it started.
+    /// A new window is not progress: only `last_write_at` is.
+    pub(crate) rate_since: Instant,
     pub(crate) stall_mark: u64,
     pub(crate) stall_armed: bool,
     /// The quiet period (its start) the handler was last warned about, per timeout, so each
@@ -241,6 +244,7 @@ impl<T: Transport> Connection<T> {
                 last_frame_at: now,
                 last_write_at: now,
                 stall_since: None,
+                rate_since: now,
                 stall_mark: 0,
                 stall_armed: false,
                 idle_warned: None,
@@ -453,6 +457,20 @@ impl<T: Transport> Connection<T> {
     }
 
     // ----- clocks and owed work ----------------------------------------------------------
+
+    /// Restarts the write-stall clock at `now`, if the queue holds bytes: the queue starts
+    /// waiting for a peer now (its first bytes, or a connect that just completed, before
+    /// which no peer could take anything).
+    pub(crate) fn restart_write_clock(&mut self, now: Instant) {
+        if self.queue.is_empty() && self.timing.stall_since.is_none() {
+            return;
+        }
+        let written = self.queue.figures().bytes_written;
+        let t = &mut self.timing;
+        t.stall_since = Some(now);
+        t.rate_since = now;
+        t.stall_mark = written;
+    }
 
     pub(crate) fn timing(&self) -> &Timing {
         &self.timing

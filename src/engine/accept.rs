@@ -332,6 +332,8 @@ impl Engine {
         match socket.peer_addr() {
             Ok(addr) => {
                 conn.connected(addr);
+                // Bytes queued while connecting start waiting for the peer now.
+                conn.restart_write_clock(self.now);
                 self.touch(id);
                 self.opened(id);
             }

@@ -53,10 +53,8 @@ impl Engine {
         self.held.queued += conn.queue().len() - before;
         if before == 0 {
             // The queue starts waiting for the peer now; see `check_write_stall`.
-            let written = conn.queue().figures().bytes_written;
+            conn.restart_write_clock(now);
             let timing = conn.timing_mut();
-            timing.stall_since = Some(now);
-            timing.stall_mark = written;
             if let Some(timeout) = self.config.write_timeout {
                 if !timing.stall_armed {
                     timing.stall_armed = true;

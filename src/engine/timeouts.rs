@@ -146,25 +146,29 @@ impl Engine {
         };
         if conn.state() == ConnState::Connecting {
             // Sends queued before the connect completed: no peer can take them yet, and the
-            // connect deadline judges this phase. The clock starts when the peer exists.
-            conn.timing_mut().stall_since = Some(now);
+            // connect deadline judges this phase. The clock starts when the peer exists
+            // (`Connection::restart_write_clock` at the connect).
+            conn.restart_write_clock(now);
             self.timers.push(now + timeout / 2, Due::WriteStall(id));
             return;
         }
         let written = conn.queue().figures().bytes_written;
+        // Quiet since the peer last took bytes, or since the queue started waiting if it has
+        // taken none since: a new rate window is not progress.
         let quiet_since = conn.timing().last_write_at.max(since);
+        let window = conn.timing().rate_since;
         let verdict = judge_write(
             now,
-            since,
+            window,
             quiet_since,
             written - conn.timing().stall_mark,
             timeout,
             min_rate,
         );
         let next = match verdict {
-            WriteVerdict::Wait => since.min(quiet_since) + timeout,
+            WriteVerdict::Wait => window.min(quiet_since) + timeout,
             WriteVerdict::NewWindow => {
-                conn.timing_mut().stall_since = Some(now);
+                conn.timing_mut().rate_since = now;
                 conn.timing_mut().stall_mark = written;
                 now + timeout
             }
@@ -178,7 +182,7 @@ impl Engine {
                     n => log::warn!(
                         "{id}: write timeout: the peer took {n} bytes in {:?}, below the \
                          minimum rate of {} B/s; resetting and freeing {discarded} queued bytes",
-                        now - since,
+                        now - window,
                         min_rate.unwrap_or(0)
                     ),
                 }
