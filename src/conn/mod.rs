@@ -265,7 +265,7 @@ impl<T: Transport> Connection<T> {
     pub(crate) fn turned_away(mut self) -> Connection<T> {
         self.reported = false;
         self.write_side = WriteSide::Shut;
-        self.set_life(Life::Lingering(CloseReason::Closed), "busy");
+        self.set_life(Life::Lingering(CloseReason::Closed), &"turned away: busy");
         self
     }
 
@@ -301,11 +301,16 @@ impl<T: Transport> Connection<T> {
     }
 
     /// The one place the life state changes, so every transition is a log line a reader can
-    /// find. Returns the state left.
-    fn set_life(&mut self, next: Life, why: &str) -> Life {
+    /// find, with the close reason the new state carries. Returns the state left.
+    fn set_life(&mut self, next: Life, why: &dyn std::fmt::Display) -> Life {
         let (from, to) = (self.life.public(), next.public());
         if from != to {
-            log::debug!("{}: {from:?} -> {to:?} ({why})", self.id);
+            match &next {
+                Life::Flushing(r) | Life::Lingering(r) => {
+                    log::debug!("{}: {from:?} -> {to:?} ({why}; reason: {r})", self.id)
+                }
+                _ => log::debug!("{}: {from:?} -> {to:?} ({why})", self.id),
+            }
         }
         std::mem::replace(&mut self.life, next)
     }
@@ -315,14 +320,14 @@ impl<T: Transport> Connection<T> {
         debug_assert!(matches!(self.life, Life::Connecting));
         self.peer = Some(peer);
         self.readiness.connected();
-        self.set_life(Life::Open, "connected");
+        self.set_life(Life::Open, &"connected");
     }
 
     /// Open → Flushing: a graceful close starts. Nothing more is read or delivered; what is
     /// queued is still sent. The read buffer is handed back for the pool.
     pub(crate) fn begin_flushing(&mut self, reason: CloseReason) -> ReadBuf {
         debug_assert!(matches!(self.life, Life::Open));
-        self.set_life(Life::Flushing(reason), "close requested");
+        self.set_life(Life::Flushing(reason), &"close requested");
         std::mem::take(&mut self.read_buf)
     }
 
@@ -336,7 +341,7 @@ impl<T: Transport> Connection<T> {
         // the rest of it (up to `max_frame`), with no budget grant: start it afresh, so they
         // are ordinary read chunks.
         self.decoder = Decoder::new(self.decoder.max_frame());
-        self.set_life(Life::Lingering(reason), "queue delivered, FIN sent");
+        self.set_life(Life::Lingering(reason), &"queue delivered, FIN sent");
     }
 
     /// The reason a graceful close (Flushing or Lingering) was started for; `Closed` if none.
@@ -347,10 +352,10 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Any state → Closed, for `why`. Returns the state left, so the engine can count it.
-    pub(crate) fn closed(&mut self, why: &str) -> ConnState {
+    /// Any state → Closed, for `reason`. Returns the state left, so the engine can count it.
+    pub(crate) fn closed(&mut self, reason: &CloseReason) -> ConnState {
         self.registered = None;
-        self.set_life(Life::Closed, why).public()
+        self.set_life(Life::Closed, reason).public()
     }
 
     /// Whether the application may queue frames (open, or still connecting).
@@ -371,16 +376,24 @@ impl<T: Transport> Connection<T> {
 
     /// Adds a pause reason. Returns true if reading was allowed and now is not.
     pub(crate) fn pause(&mut self, reason: PauseReason, now: Instant) -> bool {
+        let before = self.pauses.reasons();
         let stopped = self.pauses.add(reason, now);
         if stopped {
             log::debug!("{}: pause reading ({reason:?})", self.id);
+        } else if !before.contains(reason) {
+            log::debug!("{}: also paused by {reason:?} ({before})", self.id);
         }
         stopped
     }
 
     /// Removes a pause reason. Returns true if reading was not allowed and now is.
     pub(crate) fn resume(&mut self, reason: PauseReason, now: Instant) -> bool {
+        let had = self.pauses.reasons().contains(reason);
         if !self.pauses.remove(reason, now) {
+            if had {
+                let left = self.pauses.reasons();
+                log::debug!("{}: {reason:?} cleared, still {left}", self.id);
+            }
             return false;
         }
         // Time spent paused by us is not the peer's idleness.

@@ -96,7 +96,7 @@ impl Engine {
             // Errors here mean the fd is already gone from the poller; nothing to undo.
             let _ = self.poll.registry().deregister(conn.transport_mut());
         }
-        match conn.closed(reason.name()) {
+        match conn.closed(&reason) {
             ConnState::Lingering => self.lingering -= 1,
             ConnState::Closed => return,
             _ => {

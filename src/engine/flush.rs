@@ -62,6 +62,13 @@ impl Engine {
             self.conns.mark_ready(id);
         }
         if done.drained {
+            if let Some(conn) = self.conns.get(id) {
+                log::debug!(
+                    "{id}: drained to {} queued bytes (low-water {}): on_drain",
+                    conn.queue().len(),
+                    conn.queue().marks().low
+                );
+            }
             self.notices.push_back(Notice::Drain(id));
         }
         if done.close_ready {

@@ -63,6 +63,13 @@ impl Engine {
                 }
             }
         }
+        if pressure.is_high() && before < conn.queue().marks().high {
+            log::debug!(
+                "{id}: queue reached high-water ({} bytes, mark {}): the producer is told to stop",
+                conn.queue().len(),
+                conn.queue().marks().high
+            );
+        }
         if pressure.is_high()
             && self.config.pause_reads_above_high_water
             && conn.state() == ConnState::Open
