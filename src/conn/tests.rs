@@ -143,7 +143,7 @@ fn lingering_after_the_peer_finished_asks_for_nothing() {
 fn any_state_to_closed_forgets_the_registration_and_reports_what_it_left() {
     let mut c = conn(false, []);
     c.set_registered(R);
-    assert_eq!(c.closed("test"), ConnState::Open);
+    assert_eq!(c.closed(&CloseReason::Closed), ConnState::Open);
     assert_eq!(c.state(), ConnState::Closed);
     assert_eq!(c.registered(), None);
     assert_eq!(c.interest(), None);
