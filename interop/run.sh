@@ -10,9 +10,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-start_server() { # mode -> prints address
+# Starts a server in this shell (not in a `$(...)` subshell, where the pid would be recorded
+# in the subshell's copy of `pids` and the cleanup would never stop it), then waits for its
+# address in "$tmp/$1.out".
+start_server() { # mode args...
   "$bin/server" --addr 127.0.0.1:0 --mode "$1" "${@:2}" >"$tmp/$1.out" 2>"$tmp/$1.err" &
   pids+=($!)
+}
+address_of() { # mode -> prints address
   for _ in $(seq 100); do
     if grep -q "listening on" "$tmp/$1.out"; then sed 's/listening on //' "$tmp/$1.out"; return; fi
     sleep 0.05
@@ -20,8 +25,10 @@ start_server() { # mode -> prints address
   echo "server did not start" >&2; exit 1
 }
 
-echo_addr=$(start_server echo)
-sink_addr=$(start_server sink --process-every 200 --process-ms 50)
+start_server echo
+start_server sink --process-every 200 --process-ms 50
+echo_addr=$(address_of echo)
+sink_addr=$(address_of sink)
 timeout 120 python3 interop/python_client.py "$echo_addr" echo
 timeout 120 python3 interop/python_client.py "$sink_addr" sink
 timeout 120 node interop/node_producer.js "$sink_addr" 2000

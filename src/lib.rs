@@ -67,7 +67,7 @@
 //! buffered), the connection goes on the ready list and `Engine::read` reads it without an
 //! event. Otherwise the end of the turn re-registers READABLE (`Engine::sync_interest`), and
 //! epoll reports what already waits in the kernel (bytes, or the peer's FIN) as a new event:
-//! `Engine::conn_event` (`engine/accept.rs`), then `Engine::read` (`engine/read.rs`). The consumer's window reopens, the
+//! `Engine::conn_event`, then `Engine::read` (both `engine/read.rs`). The consumer's window reopens, the
 //! producer's kernel takes its bytes, and the producer's `Engine::flush` sees its queue fall to
 //! the low-water mark: `WriteQueue::take_drain` reports the drain once, `flush` queues a
 //! `Notice::Drain`, and `Reactor::deliver_notices`, in the same end-of-turn `Reactor::settle`,

@@ -18,7 +18,7 @@
 //!    are dirty again. Nothing after this reads the clock ([`Reactor::process`]).
 //! 2. **Events** ([`Reactor::dispatch`], one per event). A listener's event accepts until
 //!    `WouldBlock` (`Engine::accept`, `engine/accept.rs`). A connection's event becomes readiness
-//!    memory through `Engine::conn_event` (`engine/accept.rs`) and `Connection::on_event`
+//!    memory through `Engine::conn_event` (`engine/read.rs`) and `Connection::on_event`
 //!    (`conn/readiness.rs`): readable / writable set, a FIN or error remembered, a writable
 //!    connection with bytes queued marked dirty; then, if it may read, `Engine::read`
 //!    (`engine/read.rs`) reads it: at most [`READS_PER_TURN`]

@@ -1,9 +1,10 @@
 //! How connections are born: listening, accepting (or turning away with `busy`), and
-//! connecting out; and how a socket event becomes readiness memory on a connection.
+//! connecting out.
 //!
 //! Accepted and outbound connections end up as the same [`Connection`] in the same slab;
-//! an outbound one just starts in [`ConnState::Connecting`] until the kernel reports the
-//! connect's outcome as a writable event.
+//! an outbound one just starts in `ConnState::Connecting` until the kernel reports the
+//! connect's outcome as a writable event (`Engine::conn_event`, `read.rs`, calls
+//! [`Engine::finish_connect`]).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use mio::{Interest, Token};
 
 use super::conns::Listener;
 use super::{Engine, Notice, RunState};
-use crate::conn::{ConnId, ConnState, Connection, Seen};
+use crate::conn::{ConnId, Connection};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
 use crate::reply::ErrorReply;
@@ -320,7 +321,7 @@ impl Engine {
 
     /// Learns the outcome of a non-blocking connect, the way mio documents it: the writable
     /// event says "something happened"; `take_error` and `peer_addr` say what.
-    fn finish_connect(&mut self, id: ConnId) {
+    pub(super) fn finish_connect(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -343,29 +344,5 @@ impl Engine {
                     || e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => self.teardown(id, CloseReason::ConnectFailed(e)),
         }
-    }
-
-    /// Records what an event says about a connection's socket (`Connection::on_event`), and
-    /// finishes a connect. Returns the connection's id if the reactor should now read it (to
-    /// deliver, or, lingering, to discard).
-    pub(crate) fn conn_event(&mut self, key: usize, seen: Seen) -> Option<ConnId> {
-        let Some(super::Slot::Conn(conn)) = self.conns.slot(key) else {
-            return None; // spurious: a slot freed in an earlier turn
-        };
-        let id = conn.id();
-        if conn.state() == ConnState::Connecting && (seen.writable || seen.broken()) {
-            self.finish_connect(id);
-        }
-        // Gone if it closed earlier in this batch, or its connect just failed.
-        let conn = self.conns.get_mut(id)?;
-        if conn.state() == ConnState::Connecting {
-            return None; // still in progress
-        }
-        conn.on_event(seen);
-        if (seen.writable || seen.broken()) && !conn.queue().is_empty() {
-            self.conns.mark_dirty(id);
-        }
-        let conn = self.conns.get(id)?;
-        (conn.readable() && (conn.may_deliver() || conn.is_lingering())).then_some(id)
     }
 }

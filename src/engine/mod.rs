@@ -13,8 +13,8 @@
 //! | file | what it does |
 //! |---|---|
 //! | `conns.rs` | the slab of connections and listeners, and the ready/dirty/carried/dead lists |
-//! | `accept.rs` | listening, accepting (or turning away with `busy`), connecting out, events |
-//! | `read.rs` | the read path: `recv`, frames out, the per-turn read budget, lingering reads |
+//! | `accept.rs` | listening, accepting (or turning away with `busy`), connecting out |
+//! | `read.rs` | the read path: a socket event, `recv`, frames out, the per-turn read budget, lingering reads |
 //! | `send.rs` | the application's sends, the high-water mark, pausing and resuming |
 //! | `budget.rs` | the process-wide memory budget: fair shares and read grants |
 //! | `flush.rs` | the end of a turn: writes, the low-water mark, poller interest |

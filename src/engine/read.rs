@@ -2,7 +2,8 @@
 //! budget. One loop serves every state that reads: an open connection's frames go to the
 //! application; a lingering connection's bytes are discarded until the peer closes.
 //!
-//! Follow a byte in: [`Engine::read`] asks the budget for room (`Engine::may_read`,
+//! Follow a byte in: a poller event becomes readiness on the connection
+//! ([`Engine::conn_event`], `Connection::on_event` in `conn/readiness.rs`); [`Engine::read`] asks the budget for room (`Engine::may_read`,
 //! `budget.rs`), `Connection::read_some` (`conn/read.rs`) `recv`s into the read buffer
 //! through the transport, `Connection::next_frame` cuts a complete frame out of it, and the
 //! `deliver` callback the reactor passed in decodes it and calls `on_message`
@@ -17,8 +18,8 @@
 
 use bytes::Bytes;
 
-use super::Engine;
-use crate::conn::{ConnId, READ_CHUNK, ReadOutcome};
+use super::{Engine, Slot};
+use crate::conn::{ConnId, ConnState, READ_CHUNK, ReadOutcome, Seen};
 use crate::handler::CloseReason;
 use crate::reactor::{FRAMES_PER_TURN, READS_PER_TURN};
 
@@ -26,6 +27,30 @@ use crate::reactor::{FRAMES_PER_TURN, READS_PER_TURN};
 pub(crate) type Deliver<'a> = dyn FnMut(&mut Engine, ConnId, Bytes) + 'a;
 
 impl Engine {
+    /// Records what an event says about a connection's socket (`Connection::on_event`), and
+    /// finishes a connect. Returns the connection's id if the reactor should now read it (to
+    /// deliver, or, lingering, to discard).
+    pub(crate) fn conn_event(&mut self, key: usize, seen: Seen) -> Option<ConnId> {
+        let Some(Slot::Conn(conn)) = self.conns.slot(key) else {
+            return None; // spurious: a slot freed in an earlier turn
+        };
+        let id = conn.id();
+        if conn.state() == ConnState::Connecting && (seen.writable || seen.broken()) {
+            self.finish_connect(id);
+        }
+        // Gone if it closed earlier in this batch, or its connect just failed.
+        let conn = self.conns.get_mut(id)?;
+        if conn.state() == ConnState::Connecting {
+            return None; // still in progress
+        }
+        conn.on_event(seen);
+        if (seen.writable || seen.broken()) && !conn.queue().is_empty() {
+            self.conns.mark_dirty(id);
+        }
+        let conn = self.conns.get(id)?;
+        (conn.readable() && (conn.may_deliver() || conn.is_lingering())).then_some(id)
+    }
+
     /// Reads `id`: delivers the frames already buffered, then reads more, until the socket
     /// says `WouldBlock`, the connection pauses or closes, or the turn's budget runs out.
     /// Lingering, it reads only to discard. See the module docs.
