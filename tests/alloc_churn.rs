@@ -8,9 +8,9 @@
 //! system calls per read. The pool exists so that steady traffic reuses buffers instead.
 //!
 //! A counting global allocator counts only the reactor thread's allocations (a thread-local
-//! switch), by size: read buffers (`>= 32 KiB`), and the write queue's 8 KiB tail buffers
-//! (printed, not yet guarded: `write_queue.rs` frees its tail whenever the queue empties, so
-//! an idle connection holds none; reusing it across a turn belongs with the engine's work).
+//! switch), by size: read buffers (`>= 32 KiB`), and the write queues' 8 KiB tail buffers
+//! (`4..32 KiB`), each of which used to be allocated on a queue's first reply and freed by
+//! the flush that emptied it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -184,6 +184,12 @@ fn steady_echo_reuses_read_buffers(conns: usize) {
         per_10k(c.large, msgs) <= 2.0,
         "{} read-buffer allocations for {msgs} messages",
         c.large
+    );
+    // Nor a write tail per flush (it was one per connection per turn: 2,500 per 10,000 here).
+    assert!(
+        per_10k(c.medium, msgs) <= 2.0,
+        "{} write-tail allocations for {msgs} messages",
+        c.medium
     );
 }
 
