@@ -8,6 +8,13 @@
 //! Invariant: the pool holds at most [`POOL_MAX`] buffers, each empty and each an allocation
 //! of at most [`READ_ALLOC_KEEP`] bytes, so it never holds more than 8 MiB. A buffer grown for
 //! a large frame is not worth keeping: it is freed, and the next reader starts small.
+//!
+//! A buffer comes back with its front used up: every payload cut from it (`split_to`) moved
+//! its start forward. [`BufPool::put`] reclaims that room when no payload points into the
+//! allocation any more (the usual case: small payloads are decoded or copied into a write
+//! queue and dropped within the turn). Without it, a buffer was dropped as "too small" once
+//! its reads had used up half of it, and steady small-frame traffic allocated and freed one
+//! 64 KiB buffer per 32 KiB received: with glibc, a `madvise` (or `brk`) pair each time.
 
 use crate::conn::{READ_ALLOC_KEEP, READ_CHUNK};
 use crate::read_buf::ReadBuf;
@@ -33,18 +40,88 @@ impl BufPool {
         self.free.pop().unwrap_or_default()
     }
 
-    /// Takes a buffer back. Buffers too small, too large, or beyond the pool's size are
-    /// simply dropped (freed); content is forgotten.
+    /// Takes a buffer back, its content forgotten and its used-up front reclaimed if no
+    /// payload still shares it. Buffers too large, beyond the pool's size, or with less than
+    /// [`KEEP_MIN`] room even after that, are simply dropped (freed).
     pub(crate) fn put(&mut self, mut buf: ReadBuf) {
-        if buf.capacity() < KEEP_MIN || buf.alloc() > READ_ALLOC_KEEP || self.free.len() >= POOL_MAX
-        {
+        if buf.alloc() > READ_ALLOC_KEEP || self.free.len() >= POOL_MAX {
             return;
         }
-        buf.clear();
+        // A buffer still shared with a payload keeps the room it has left.
+        let _ = buf.reclaim();
+        if buf.capacity() < KEEP_MIN {
+            return;
+        }
         self.free.push(buf);
     }
 
     /// Buffers waiting in the pool.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// Puts between two trims of a [`Spares`] list.
+const TRIM_EVERY: u32 = 1024;
+
+/// A free list whose bound follows demand, up to a hard maximum.
+///
+/// For buffers whose number in use at once is the number of connections busy in a turn
+/// (the write queues' tail buffers, lent from the first reply to the flush that empties the
+/// queue), which no fixed bound fits: 64 is too few for 2,000 busy connections, and 2,000
+/// kept for a server that has 20 busy ones is memory held for nothing. The bound grows by one
+/// each time a taker finds the list empty, and every [`TRIM_EVERY`] puts it drops half of the
+/// spares that were never taken in that stretch (the list's lowest length). So a steady load
+/// keeps about what it uses at once, a burst's extra spares are freed within a few thousand
+/// puts, and the list never holds more than `max`.
+#[derive(Debug)]
+pub(crate) struct Spares<T> {
+    free: Vec<T>,
+    bound: usize,
+    max: usize,
+    /// The list's lowest length since the last trim: spares nobody needed.
+    unused: usize,
+    puts: u32,
+}
+
+impl<T> Spares<T> {
+    /// An empty list that will keep at most `max` items.
+    pub(crate) const fn new(max: usize) -> Spares<T> {
+        Spares {
+            free: Vec::new(),
+            bound: 0,
+            max,
+            unused: 0,
+            puts: 0,
+        }
+    }
+
+    /// A spare, or `None` (and room for one more next time).
+    pub(crate) fn take(&mut self) -> Option<T> {
+        let item = self.free.pop();
+        if item.is_none() {
+            self.bound = (self.bound + 1).min(self.max);
+        }
+        self.unused = self.unused.min(self.free.len());
+        item
+    }
+
+    /// Keeps `item` if the list is below its bound; else drops it.
+    pub(crate) fn put(&mut self, item: T) {
+        self.puts += 1;
+        if self.puts >= TRIM_EVERY {
+            self.puts = 0;
+            self.bound -= self.unused / 2;
+            self.free.truncate(self.bound);
+            self.unused = self.free.len();
+        }
+        if self.free.len() < self.bound {
+            self.free.push(item);
+        }
+    }
+
+    /// Items waiting in the list.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.free.len()
@@ -73,6 +150,71 @@ mod tests {
         let b = p.take();
         assert!(b.is_empty(), "pooled buffers come back empty");
         assert!(b.capacity() >= READ_CHUNK);
+    }
+
+    #[test]
+    fn a_buffer_whose_front_was_cut_into_payloads_comes_back_whole() {
+        let mut p = BufPool::default();
+        let mut b = ReadBuf::with_capacity(READ_CHUNK);
+        b.bytes_mut().resize(READ_CHUNK - 100, b'x');
+        drop(b.take(READ_CHUNK - 100));
+        assert!(
+            b.capacity() < KEEP_MIN,
+            "the payload took the front with it"
+        );
+        p.put(b);
+        assert_eq!(p.len(), 1, "kept: nothing points into it any more");
+        assert_eq!(p.take().capacity(), READ_CHUNK, "all of it is room again");
+    }
+
+    #[test]
+    fn a_buffer_still_shared_with_a_payload_is_kept_only_if_it_has_room() {
+        let mut p = BufPool::default();
+        let mut b = ReadBuf::with_capacity(READ_CHUNK);
+        b.bytes_mut().resize(100, b'x');
+        let small = b.take(100);
+        p.put(b);
+        assert_eq!(p.len(), 1, "most of it is still room");
+        let mut b = p.take();
+        let fill = b.capacity() - 10;
+        b.bytes_mut().resize(fill, b'y');
+        let big = b.take(b.len());
+        p.put(b);
+        assert_eq!(
+            p.len(),
+            0,
+            "10 bytes of room, the rest pinned by payloads: freed"
+        );
+        drop((small, big));
+    }
+
+    #[test]
+    fn spares_grow_to_the_demand_and_shrink_when_it_falls() {
+        let mut s = Spares::new(1000);
+        // 300 in use at once, turn after turn: after the first turn, no taker goes without.
+        for turn in 0..20 {
+            let taken: Vec<Box<u8>> = (0..300).map(|_| s.take().unwrap_or_default()).collect();
+            if turn > 0 {
+                assert_eq!(s.len(), 0, "every spare was used");
+            }
+            taken.into_iter().for_each(|b| s.put(b));
+            assert_eq!(s.len(), 300, "turn {turn}: all kept");
+        }
+        // Then 10 at a time: the other 290 spares are freed within a few trims.
+        for _ in 0..2000 {
+            let taken: Vec<Box<u8>> = (0..10).map(|_| s.take().unwrap_or_default()).collect();
+            taken.into_iter().for_each(|b| s.put(b));
+        }
+        assert!(s.len() <= 20, "{} spares kept for a demand of 10", s.len());
+        assert!(s.len() >= 10, "still enough for the demand");
+    }
+
+    #[test]
+    fn spares_never_exceed_their_maximum() {
+        let mut s = Spares::new(5);
+        let taken: Vec<u32> = (0..50).map(|i| s.take().unwrap_or(i)).collect();
+        taken.into_iter().for_each(|b| s.put(b));
+        assert_eq!(s.len(), 5);
     }
 
     #[test]

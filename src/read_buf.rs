@@ -71,6 +71,17 @@ impl ReadBuf {
         self.bytes.clear();
     }
 
+    /// Forgets the content and, if no payload still points into the allocation, makes all of
+    /// it spare room again, without allocating. Returns whether it could.
+    ///
+    /// Payloads are cut off the front (`split_to`), so each one moves the buffer's start
+    /// forward and `clear` alone never gives those bytes back: a buffer that went through
+    /// 32 KiB of small frames has 32 KiB of room left, however long ago the frames died.
+    pub(crate) fn reclaim(&mut self) -> bool {
+        self.bytes.clear();
+        self.alloc > 0 && self.bytes.try_reclaim(self.alloc)
+    }
+
     /// Makes at least `wanted` bytes of spare room, if there is less than half that.
     ///
     /// First the cheap way: when no payload still points into the allocation, `try_reclaim`

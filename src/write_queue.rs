@@ -25,6 +25,7 @@ use std::io::{self, IoSlice, Write};
 use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
 
+use crate::buf_pool::Spares;
 use crate::frame::{self, EncodeError, HEADER_LEN};
 
 /// Payloads up to this size are copied into the tail buffer: one `memcpy` is cheaper than an
@@ -34,6 +35,37 @@ const COPY_MAX: usize = 8 * 1024;
 /// First allocation of the tail buffer: enough for a turn's worth of small replies, so a
 /// burst of them costs one allocation instead of a chain of doublings.
 const TAIL_INITIAL: usize = 8 * 1024;
+
+/// Most empty tail buffers kept per thread for the next queue that needs one: 16 MiB.
+const SPARE_TAILS_MAX: usize = 2048;
+
+thread_local! {
+    /// Tails of queues that emptied on this thread (a reactor's), reclaimed and empty. A
+    /// queue's tail lives from its first reply to the flush that empties it, so a turn needs
+    /// about one per busy connection; without these, each of them allocated 8 KiB on its
+    /// first push and freed it at its flush, which glibc turned into one `madvise` per flush
+    /// (issue 16). The list keeps about as many as are in use at once (`Spares`); an idle
+    /// connection still holds no tail.
+    static TAILS: std::cell::RefCell<Spares<BytesMut>> =
+        const { std::cell::RefCell::new(Spares::new(SPARE_TAILS_MAX)) };
+}
+
+/// An empty tail buffer with room for `min` bytes: a spare one if it is big enough.
+fn spare_tail(min: usize) -> BytesMut {
+    match TAILS.try_with(|t| t.borrow_mut().take()).ok().flatten() {
+        Some(tail) if tail.capacity() >= min => tail,
+        _ => BytesMut::with_capacity(min),
+    }
+}
+
+/// Keeps an emptied tail for [`spare_tail`] if nothing else shares it and it is of the
+/// ordinary size (one grown for a burst is freed).
+fn retire_tail(mut tail: BytesMut) {
+    tail.clear();
+    if tail.try_reclaim(TAIL_INITIAL) && tail.capacity() == TAIL_INITIAL {
+        let _ = TAILS.try_with(|t| t.borrow_mut().put(tail));
+    }
+}
 
 /// iovec entries per `writev`. Linux allows 1024; 64 frames per call already amortises the
 /// syscall, and the array lives on the stack.
@@ -211,7 +243,7 @@ impl WriteQueue {
         max_frame: usize,
     ) -> Result<Pressure, SendError> {
         if self.tail.capacity() == 0 {
-            self.tail.reserve(TAIL_INITIAL);
+            self.tail = spare_tail(TAIL_INITIAL);
         }
         let before = self.tail.len();
         let frame = frame::encode_json(msg, &mut self.tail, max_frame)?;
@@ -239,7 +271,7 @@ impl WriteQueue {
             } else {
                 HEADER_LEN
             };
-            self.tail.reserve(TAIL_INITIAL.max(copied));
+            self.tail = spare_tail(TAIL_INITIAL.max(copied));
         }
         frame::encode_header(payload.len(), &mut self.tail, max_frame)?;
         if payload.len() <= COPY_MAX {
@@ -333,7 +365,7 @@ impl WriteQueue {
         if f.queued == 0 {
             // Give memory back as soon as the queue is empty: an idle connection should cost
             // its socket and a few hundred bytes of bookkeeping, not its busiest moment.
-            self.tail = BytesMut::new();
+            retire_tail(std::mem::take(&mut self.tail));
             self.segments = VecDeque::new();
         }
         if self.above_high && f.queued <= self.marks.low {

@@ -8,6 +8,8 @@ trap cleanup EXIT
 # start NAME COMMAND... : runs it in the background; sets ADDR and PID.
 start() {
   local name=$1; shift
+  # A name used before: its old "listening on" line must not be read as the new server's.
+  rm -f "$tmp/$name.out" "$tmp/$name.err"
   "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   PID=$!
   pids+=("$PID")
