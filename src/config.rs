@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crate::frame::{DEFAULT_MAX_FRAME, HEADER_LEN};
 use crate::reply::ErrorReply;
-use crate::write_queue::Marks;
 
 /// Reactor settings. Build one with `Config::default()` and change what you need.
 ///
@@ -173,7 +172,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             field,
             reason: reason.into(),
@@ -204,15 +203,6 @@ impl Config {
     pub fn effective_queue_limit(&self) -> usize {
         self.queue_limit
             .unwrap_or_else(|| self.high_water.saturating_add(self.max_frame + HEADER_LEN))
-    }
-
-    /// The marks a new connection's write queue gets.
-    pub(crate) fn marks(&self) -> Marks {
-        Marks {
-            high: self.high_water,
-            low: self.low_water,
-            limit: self.effective_queue_limit(),
-        }
     }
 
     /// The idle timeout for a connection accepted (`outbound` false) or opened by us.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::conn::{ConnId, ConnState, PauseReason};
+use crate::config::ConfigError;
+use crate::conn::{ConnId, ConnSettings, ConnState, PauseReason};
 use crate::engine::Engine;
 use crate::handle::Handle;
 use crate::handler::CloseReason;
@@ -183,6 +184,66 @@ impl<'a> Context<'a> {
     /// Bytes queued on `conn` (0 if it is closed).
     pub fn queued_bytes(&self, conn: ConnId) -> usize {
         self.engine.conn_ref(conn).map_or(0, |c| c.queue().len())
+    }
+
+    /// `conn`'s write-queue pressure ([`Pressure::High`] from reaching high-water until
+    /// draining to low-water), or `None` if it is closed. No system call: cheap enough to ask
+    /// before every send, for example to choose which subscribers get a frame.
+    pub fn pressure(&self, conn: ConnId) -> Option<Pressure> {
+        self.engine.conn_ref(conn).map(|c| c.queue().pressure())
+    }
+
+    /// Links `source` to `sink`: while `sink`'s write queue is above its high-water mark,
+    /// `source` is not read ([`PauseReason::Link`]); when `sink` drains to low-water (or
+    /// closes), `source` reads again, unless another of its sinks is still high. This is the
+    /// chain across a hop: a relay that links the connection it reads to the one it writes
+    /// makes a slow reader at one end slow down the producer at the other, instead of
+    /// buffering the difference (Node's `pipe()`, Netty's proxy turning `autoRead` off).
+    ///
+    /// Any number of sources per sink and sinks per source; link both ways for a two-way
+    /// relay. Returns false if either connection is closed or they are the same. A
+    /// connection's links end when it closes; what to do when one side closes or half-closes
+    /// is the application's call, made in `on_close` / `on_peer_shutdown` (a proxy usually
+    /// closes, or [`Context::close_write`]s, the other side).
+    pub fn link(&mut self, source: ConnId, sink: ConnId) -> bool {
+        self.engine.link(source, sink)
+    }
+
+    /// Undoes [`Context::link`]; `source` reads again unless another sink holds it. Returns
+    /// false if there was no such link.
+    pub fn unlink(&mut self, source: ConnId, sink: ConnId) -> bool {
+        self.engine.unlink(source, sink)
+    }
+
+    /// `conn`'s own settings (marks, timeouts, whether it pauses above high-water), or `None`
+    /// if it is closed. They start as the [`crate::Config`]'s.
+    pub fn settings(&self, conn: ConnId) -> Option<ConnSettings> {
+        self.engine.settings(conn)
+    }
+
+    /// Gives `conn` settings of its own, for example a subscriber that must keep being read
+    /// (its control messages) while its queue is full:
+    ///
+    /// ```no_run
+    /// # use highwater::{ConnId, Context};
+    /// # fn f(ctx: &mut Context<'_>, subscriber: ConnId) {
+    /// if let Some(mut s) = ctx.settings(subscriber) {
+    ///     s.pause_reads_above_high_water = false;
+    ///     s.high_water = 64 * 1024;
+    ///     let _ = ctx.set_settings(subscriber, s);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// The queue is judged again against new marks at once (which may pause it, or bring an
+    /// `on_drain`), and its timers follow the new timeouts. `Ok(false)` if the connection is
+    /// closed or closing; an error names the first setting at fault.
+    pub fn set_settings(
+        &mut self,
+        conn: ConnId,
+        settings: ConnSettings,
+    ) -> Result<bool, ConfigError> {
+        self.engine.set_settings(conn, settings)
     }
 
     /// The write queue's counters for `conn` (queued, written, marks crossed, …): no system

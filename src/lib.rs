@@ -151,6 +151,7 @@ mod conn;
 mod context;
 mod doorbell;
 mod engine;
+mod fanout;
 pub mod frame;
 mod group;
 mod handle;
@@ -168,16 +169,20 @@ mod validate;
 mod workers;
 mod write_queue;
 
+/// The `bytes` crate, whose [`bytes::Bytes`] payloads the API takes and returns: use this one,
+/// and the versions always match.
+pub use bytes;
 pub use config::{Config, ConfigError};
-pub use conn::{ConnId, ConnState, PauseReason, Paused};
+pub use conn::{ConnId, ConnSettings, ConnState, PauseReason, Paused};
 pub use context::Context;
 pub use doorbell::Doorbell;
+pub use fanout::{Delivery, FanOut, SlowPolicy};
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
 pub use group::{ReactorGroup, ThreadStart};
 pub use handle::{Handle, HandleError, Job};
 pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
-pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson};
+pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson, WithRaw};
 pub use reactor::{
     FRAMES_PER_TURN, READS_PER_TURN, Reactor, WRITE_BYTES_PER_TURN, WRITES_PER_TURN,
 };

@@ -61,8 +61,37 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Turns one frame's payload into a message. Implemented for every `DeserializeOwned` type
-/// and for [`RawJson`].
+/// Turns one frame's payload into a message. Implemented for every `DeserializeOwned` type,
+/// for [`RawJson`] and for [`WithRaw`].
+///
+/// Implement it for a message type of your own when the payload should become something
+/// serde does not build directly. For example, a router that needs only the first byte's
+/// meaning and forwards the rest untouched:
+///
+/// ```
+/// use highwater::bytes::Bytes;
+/// use highwater::{Decode, DecodeError};
+///
+/// /// An array payload is a batch, anything else a single item; the bytes are kept as sent.
+/// enum Shape {
+///     Batch(Bytes),
+///     Single(Bytes),
+/// }
+///
+/// impl Decode for Shape {
+///     fn decode(payload: Bytes) -> Result<Shape, DecodeError> {
+///         // Validate first: a router must not forward what is not JSON.
+///         let raw = highwater::RawJson::decode(payload)?.into_bytes();
+///         Ok(match raw.first() {
+///             Some(b'[') => Shape::Batch(raw),
+///             _ => Shape::Single(raw),
+///         })
+///     }
+/// }
+///
+/// assert!(matches!(Shape::decode(Bytes::from_static(b"[1,2]")), Ok(Shape::Batch(_))));
+/// assert!(Shape::decode(Bytes::from_static(b"[1,")).is_err());
+/// ```
 pub trait Decode: Sized {
     /// Decodes one payload. The payload is a zero-copy slice of the read buffer.
     fn decode(payload: Bytes) -> Result<Self, DecodeError>;
@@ -148,6 +177,45 @@ impl Decode for RawJson {
         crate::validate::validate(&payload)
             .map_err(|e| DecodeError::new(format!("{} at byte {}", e.what, e.at)))?;
         Ok(RawJson { bytes: payload })
+    }
+}
+
+/// A message decoded for the few fields a router needs (`head`), with the payload kept exactly
+/// as it arrived (`raw`), in one parse: route on the head, forward `raw` with
+/// [`crate::Context::send_payload`] (or [`crate::FanOut::send`]) without re-encoding. The
+/// head's type names only the fields it needs; serde skips the rest (still checking that the
+/// whole payload is valid JSON).
+///
+/// ```
+/// use highwater::bytes::Bytes;
+/// use highwater::{Decode, WithRaw};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Head {
+///     op: String,
+///     topic: Option<String>,
+/// }
+///
+/// let payload = Bytes::from_static(br#"{"op":"pub","topic":"t","data":[1,2,3]}"#);
+/// let msg = WithRaw::<Head>::decode(payload.clone()).unwrap();
+/// assert_eq!(msg.head.op, "pub");
+/// assert_eq!(msg.head.topic.as_deref(), Some("t"));
+/// assert_eq!(msg.raw, payload); // the same bytes, not a copy
+/// ```
+#[derive(Debug, Clone)]
+pub struct WithRaw<H> {
+    /// The fields decoded.
+    pub head: H,
+    /// The payload as it arrived: a zero-copy view of the read buffer.
+    pub raw: Bytes,
+}
+
+impl<H: DeserializeOwned> Decode for WithRaw<H> {
+    fn decode(payload: Bytes) -> Result<WithRaw<H>, DecodeError> {
+        let text = utf8(&payload)?;
+        let head = serde_json::from_str(text).map_err(|e| DecodeError::new(e.to_string()))?;
+        Ok(WithRaw { head, raw: payload })
     }
 }
 

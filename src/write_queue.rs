@@ -175,6 +175,12 @@ pub struct QueueFigures {
     pub bytes_written: u64,
     /// `writev` calls that wrote something.
     pub writes: u64,
+    /// The queue's high-water mark: at or above it, sends return [`Pressure::High`].
+    pub high_water: usize,
+    /// The low-water mark: falling to it after a crossing is a drain.
+    pub low_water: usize,
+    /// The hard limit: a send that would pass it fails with [`SendError::QueueFull`].
+    pub queue_limit: usize,
 }
 
 /// A byte-counted queue of encoded frames with water marks. See the module docs.
@@ -233,7 +239,12 @@ impl WriteQueue {
 
     /// A copy of the counters.
     pub fn figures(&self) -> QueueFigures {
-        self.figures
+        QueueFigures {
+            high_water: self.marks.high,
+            low_water: self.marks.low,
+            queue_limit: self.marks.limit,
+            ..self.figures
+        }
     }
 
     /// Encodes `msg` as one frame at the end of the queue.
@@ -369,6 +380,23 @@ impl WriteQueue {
             self.segments = VecDeque::new();
         }
         if self.above_high && f.queued <= self.marks.low {
+            self.above_high = false;
+            self.drain_pending = true;
+            f.drains += 1;
+        }
+    }
+
+    /// New marks for this queue (per-connection settings). The pressure is judged again at
+    /// once against them: a queue now at or above the new high-water mark has crossed it, and
+    /// one that was above the old mark and is at or below the new low-water mark has drained
+    /// (the producer was told to stop and must hear that it may go on).
+    pub fn set_marks(&mut self, marks: Marks) {
+        self.marks = marks;
+        let f = &mut self.figures;
+        if !self.above_high && f.queued >= marks.high {
+            self.above_high = true;
+            f.high_water_crossings += 1;
+        } else if self.above_high && f.queued <= marks.low {
             self.above_high = false;
             self.drain_pending = true;
             f.drains += 1;

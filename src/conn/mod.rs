@@ -40,6 +40,7 @@ mod id;
 mod pause;
 mod read;
 mod readiness;
+mod settings;
 mod transport;
 mod write;
 
@@ -63,11 +64,13 @@ pub use id::ConnId;
 pub use pause::{PauseReason, Paused};
 pub(crate) use read::{PRESSED_CHUNK, READ_ALLOC_KEEP, READ_CHUNK, ReadOutcome};
 pub(crate) use readiness::Seen;
+pub use settings::ConnSettings;
 pub(crate) use transport::Transport;
 
 use pause::Pauses;
 use read::ReadSide;
 use readiness::Readiness;
+use settings::OwnSettings;
 use write::WriteSide;
 
 /// Where a connection is in its life: the public view of the connection's life state (the
@@ -171,6 +174,15 @@ struct OwedWork {
     close: Option<CloseReason>,
 }
 
+/// The links this connection takes part in (`engine/links.rs`): the connections whose
+/// reading it pauses while its queue is above high-water (`sources`), and those whose queue
+/// pauses its own reading (`sinks`). Boxed: most connections have none.
+#[derive(Debug, Default)]
+pub(crate) struct Linked {
+    pub(crate) sources: Vec<ConnId>,
+    pub(crate) sinks: Vec<ConnId>,
+}
+
 /// A connection's whole state. Owned by the engine's slab (`engine/conns.rs`); generic over its
 /// transport so the unit tests can put a script under it (`T` is a TCP socket everywhere else).
 #[derive(Debug)]
@@ -196,6 +208,8 @@ pub(crate) struct Connection<T = TcpStream> {
     decoder: Decoder,
     queue: WriteQueue,
     timing: Timing,
+    settings: OwnSettings,
+    linked: Option<Box<Linked>>,
     work: OwedWork,
     /// The application heard `on_open` (or started the connect) and will hear `on_close`.
     /// False for connections turned away with `busy`.
@@ -216,7 +230,7 @@ impl<T: Transport> Connection<T> {
         peer: Option<SocketAddr>,
         outbound: bool,
         decoder: Decoder,
-        queue: WriteQueue,
+        settings: &ConnSettings,
         now: Instant,
     ) -> Connection<T> {
         Connection {
@@ -239,7 +253,7 @@ impl<T: Transport> Connection<T> {
             read_buf: ReadBuf::default(),
             read_charged: 0,
             decoder,
-            queue,
+            queue: WriteQueue::new(settings.marks()),
             timing: Timing {
                 last_frame_at: now,
                 last_write_at: now,
@@ -251,6 +265,8 @@ impl<T: Transport> Connection<T> {
                 stall_warned: None,
                 opened_at: now,
             },
+            settings: OwnSettings::from(settings),
+            linked: None,
             work: OwedWork::default(),
             reported: true,
             frames_in: 0,
@@ -542,6 +558,55 @@ impl<T: Transport> Connection<T> {
             return None;
         }
         self.work.close.take()
+    }
+
+    // ----- settings and links ------------------------------------------------------------
+
+    /// This connection's settings (see `settings.rs`).
+    pub(crate) fn settings(&self) -> ConnSettings {
+        let marks = self.queue.marks();
+        ConnSettings {
+            high_water: marks.high,
+            low_water: marks.low,
+            queue_limit: marks.limit,
+            pause_reads_above_high_water: self.settings.pause_reads_above_high_water,
+            idle_timeout: self.settings.idle_timeout,
+            write_timeout: self.settings.write_timeout,
+        }
+    }
+
+    /// Replaces the settings (already validated). The queue's pressure is judged again against
+    /// the new marks (`WriteQueue::set_marks`).
+    pub(crate) fn set_settings(&mut self, settings: &ConnSettings) {
+        self.queue.set_marks(settings.marks());
+        self.settings = OwnSettings::from(settings);
+    }
+
+    pub(crate) fn pauses_above_high_water(&self) -> bool {
+        self.settings.pause_reads_above_high_water
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.settings.idle_timeout
+    }
+
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        self.settings.write_timeout
+    }
+
+    /// The links this connection takes part in, if any.
+    pub(crate) fn linked(&self) -> Option<&Linked> {
+        self.linked.as_deref()
+    }
+
+    /// The links, made on first use.
+    pub(crate) fn linked_mut(&mut self) -> &mut Linked {
+        self.linked.get_or_insert_with(Box::default)
+    }
+
+    /// Takes the links away (the connection is closing for good).
+    pub(crate) fn take_linked(&mut self) -> Option<Box<Linked>> {
+        self.linked.take()
     }
 
     pub(crate) fn frames_in(&self) -> u64 {

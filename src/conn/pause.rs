@@ -24,17 +24,23 @@ pub enum PauseReason {
     /// turn comes to overdraw the budget for one frame (`budget.rs`). The bytes wait in the
     /// kernel, so the peer feels it as a closed window.
     ReadBudget,
+    /// A connection this one is linked to as a source ([`crate::Context::link`]) has its
+    /// queue above high-water: a relay stops reading the side that feeds a slow peer, so the
+    /// pressure travels back through the hop. Reading resumes when every linked sink is below
+    /// high-water again (drained), or closed.
+    Link,
     /// This connection's last message is parked because the worker queue is full
     /// ([`crate::Workers`]); reading resumes when the workers make room.
     Workers,
 }
 
 impl PauseReason {
-    const ALL: [PauseReason; 5] = [
+    const ALL: [PauseReason; 6] = [
         PauseReason::Application,
         PauseReason::WriteQueue,
         PauseReason::Budget,
         PauseReason::ReadBudget,
+        PauseReason::Link,
         PauseReason::Workers,
     ];
 
@@ -45,6 +51,7 @@ impl PauseReason {
             PauseReason::Budget => 4,
             PauseReason::Workers => 8,
             PauseReason::ReadBudget => 16,
+            PauseReason::Link => 32,
         }
     }
 }

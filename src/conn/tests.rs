@@ -28,7 +28,14 @@ fn conn(outbound: bool, steps: impl IntoIterator<Item = Step>) -> Connection<Scr
         None,
         outbound,
         Decoder::new(1 << 20),
-        WriteQueue::new(MARKS),
+        &ConnSettings {
+            high_water: MARKS.high,
+            low_water: MARKS.low,
+            queue_limit: MARKS.limit,
+            pause_reads_above_high_water: true,
+            idle_timeout: None,
+            write_timeout: None,
+        },
         Instant::now(),
     )
 }

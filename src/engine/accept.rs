@@ -16,12 +16,11 @@ use mio::{Interest, Token};
 
 use super::conns::Listener;
 use super::{Engine, Notice, RunState};
-use crate::conn::{ConnId, Connection};
+use crate::conn::{ConnId, ConnSettings, Connection};
 use crate::frame::{self, Decoder};
 use crate::handler::CloseReason;
 use crate::reply::ErrorReply;
 use crate::timer::Due;
-use crate::write_queue::WriteQueue;
 
 /// Rejected connections allowed to linger at once (so `busy` reaches the peer before the
 /// socket closes); beyond this they are closed at once.
@@ -220,7 +219,8 @@ impl Engine {
     fn insert(&mut self, stream: TcpStream, peer: Option<SocketAddr>, outbound: bool) -> ConnId {
         // A new connection holds nothing, so even while the budget binds it may read
         // (`budget.rs`): it is judged when it starts to hold memory.
-        let (max_frame, marks, now) = (self.config.max_frame, self.config.marks(), self.now);
+        let (max_frame, now) = (self.config.max_frame, self.now);
+        let settings = ConnSettings::from_config(&self.config, outbound);
         self.conns.insert(|id| {
             Connection::new(
                 id,
@@ -228,7 +228,7 @@ impl Engine {
                 peer,
                 outbound,
                 Decoder::new(max_frame),
-                WriteQueue::new(marks),
+                &settings,
                 now,
             )
         })
@@ -242,7 +242,7 @@ impl Engine {
             let timing = conn.timing_mut();
             timing.last_frame_at = now;
             timing.last_write_at = now;
-            if let Some(idle) = self.config.idle_timeout_for(conn.outbound()) {
+            if let Some(idle) = conn.idle_timeout() {
                 self.timers.push_after(now, idle / 2, Due::Idle(id));
             }
         }
@@ -269,7 +269,8 @@ impl Engine {
         if self.lingering >= MAX_REJECTED_LINGERING || self.config.linger.is_zero() {
             return; // dropped: closed now
         }
-        let (max_frame, marks, now) = (self.config.max_frame, self.config.marks(), self.now);
+        let (max_frame, now) = (self.config.max_frame, self.now);
+        let settings = ConnSettings::from_config(&self.config, false);
         let id = self.conns.insert(|id| {
             let conn = Connection::new(
                 id,
@@ -277,7 +278,7 @@ impl Engine {
                 Some(peer),
                 false,
                 Decoder::new(max_frame),
-                WriteQueue::new(marks),
+                &settings,
                 now,
             );
             conn.turned_away()

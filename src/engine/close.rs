@@ -88,6 +88,7 @@ impl Engine {
     /// Immediate close: deregister, discard the queue, report `reason`. The slot is freed at
     /// the end of the turn.
     pub(crate) fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        self.forget_links(id);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };

@@ -70,6 +70,7 @@ impl Engine {
                 );
             }
             self.notices.push_back(Notice::Drain(id));
+            self.sink_relieved(id);
         }
         if done.close_ready {
             self.finish_close(id);

@@ -16,6 +16,8 @@
 //! | `accept.rs` | listening, accepting (or turning away with `busy`), connecting out |
 //! | `read.rs` | the read path: a socket event, `recv`, frames out, the per-turn read budget, lingering reads |
 //! | `send.rs` | the application's sends, the high-water mark, pausing and resuming |
+//! | `links.rs` | backpressure across connections: a sink above high-water pauses its sources |
+//! | `settings.rs` | per-connection settings (marks, timeouts, pausing rule) |
 //! | `budget.rs` | the process-wide memory budget: fair shares and read grants |
 //! | `flush.rs` | the end of a turn: writes, the low-water mark, poller interest |
 //! | `close.rs` | graceful close, half-close, lingering, teardown |
@@ -43,8 +45,10 @@ pub(crate) mod budget;
 mod close;
 mod conns;
 mod flush;
+mod links;
 mod read;
 mod send;
+mod settings;
 mod shutdown;
 mod timeouts;
 

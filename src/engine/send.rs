@@ -49,13 +49,17 @@ impl Engine {
             return Err(SendError::Closed);
         }
         let before = conn.queue().len();
+        let crossings = conn.queue().figures().high_water_crossings;
         let pressure = op(conn.queue_mut())?;
+        let crossed = conn.queue().figures().high_water_crossings > crossings;
+        let has_sources = conn.linked().is_some_and(|l| !l.sources.is_empty());
         self.held.queued += conn.queue().len() - before;
         if before == 0 {
             // The queue starts waiting for the peer now; see `check_write_stall`.
             conn.restart_write_clock(now);
+            let write_timeout = conn.write_timeout();
             let timing = conn.timing_mut();
-            if let Some(timeout) = self.config.write_timeout {
+            if let Some(timeout) = write_timeout {
                 if !timing.stall_armed {
                     timing.stall_armed = true;
                     self.timers
@@ -63,20 +67,20 @@ impl Engine {
                 }
             }
         }
-        if pressure.is_high() && before < conn.queue().marks().high {
+        if crossed {
             log::debug!(
                 "{id}: queue reached high-water ({} bytes, mark {}): the producer is told to stop",
                 conn.queue().len(),
                 conn.queue().marks().high
             );
         }
-        if pressure.is_high()
-            && self.config.pause_reads_above_high_water
-            && conn.state() == ConnState::Open
-        {
+        if pressure.is_high() && conn.pauses_above_high_water() && conn.state() == ConnState::Open {
             conn.pause(PauseReason::WriteQueue, now);
         }
         self.conns.mark_dirty(id);
+        if crossed && has_sources {
+            self.sink_high(id); // relays: the connections feeding this one stop too
+        }
         self.held.peak_queued = self.held.peak_queued.max(self.held.queued);
         self.apply_budget(id);
         Ok(pressure)

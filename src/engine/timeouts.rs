@@ -80,7 +80,7 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(idle) = self.config.idle_timeout_for(conn.outbound()) else {
+        let Some(idle) = conn.idle_timeout() else {
             return;
         };
         if now.checked_add(idle).is_none() {
@@ -130,16 +130,17 @@ impl Engine {
     /// is a reset, so the kernel frees what it held for the peer too.
     fn check_write_stall(&mut self, id: ConnId) {
         let now = self.now;
-        let Some(timeout) = self.config.write_timeout else {
+        let min_rate = self.config.write_min_rate;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Some(timeout) = conn.write_timeout() else {
+            conn.timing_mut().stall_armed = false; // turned off for this connection
             return;
         };
         if now.checked_add(timeout).is_none() {
             return; // too long to add to the clock: never (and then no sum below overflows)
         }
-        let min_rate = self.config.write_min_rate;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
         let Some(since) = conn.timing().stall_since else {
             conn.timing_mut().stall_armed = false; // the queue emptied; `push` arms it again
             return;
