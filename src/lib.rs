@@ -145,6 +145,7 @@
 // Every `unsafe` block lives in `sys.rs`, which allows it for itself alone.
 #![deny(unsafe_code)]
 
+mod backoff;
 mod buf_pool;
 mod config;
 mod conn;
