@@ -145,6 +145,7 @@
 // Every `unsafe` block lives in `sys.rs`, which allows it for itself alone.
 #![deny(unsafe_code)]
 
+mod backoff;
 mod buf_pool;
 mod config;
 mod conn;
@@ -160,6 +161,7 @@ mod kernel;
 mod message;
 mod reactor;
 mod read_buf;
+mod reconnecting;
 mod reply;
 mod request;
 mod stats;
@@ -186,6 +188,7 @@ pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson, WithRaw};
 pub use reactor::{
     FRAMES_PER_TURN, READS_PER_TURN, Reactor, WRITE_BYTES_PER_TURN, WRITES_PER_TURN,
 };
+pub use reconnecting::{ReconnectConfig, ReconnectFigures, Reconnecting};
 pub use request::{
     Completion, ID_FIELD, RequestClient, RequestConfig, RequestError, RequestFigures, Requests,
 };

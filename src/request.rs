@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::conn::ConnId;
 use crate::context::Context;
@@ -169,12 +170,12 @@ pub struct Requests {
     /// until [`Requests::on_drain`], so the queue stays near the mark instead of growing to
     /// its hard limit (and requests still unsent can be resent after a reconnection).
     held: bool,
-    attempt: u32,
+    /// Failures in a row and the jitter's generator ([`crate::backoff`]).
+    backoff: Backoff,
     /// The pending reconnection timer. Timers are recognised by the [`TimerId`] the reactor
     /// handed out, never by bits in their data, so two `Requests` in one handler, or an
     /// application timer carrying any data, cannot be taken for this one's.
     reconnect: Option<TimerId>,
-    rng: u64,
     closed: bool,
     figures: RequestFigures,
 }
@@ -192,14 +193,9 @@ impl Requests {
     /// A client for the server at `addr`. Call [`Requests::start`] once the reactor runs (for
     /// example from `on_start`).
     pub fn new(addr: SocketAddr, config: RequestConfig) -> Requests {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| {
-                d.as_secs() ^ u64::from(d.subsec_nanos()).rotate_left(32)
-            });
-        let seed = now ^ (u64::from(std::process::id()) << 32);
         Requests {
             addr,
+            backoff: Backoff::new(config.backoff_min, config.backoff_max),
             config,
             conn: None,
             connected: false,
@@ -207,9 +203,7 @@ impl Requests {
             pending: HashMap::new(),
             unsent: VecDeque::new(),
             held: false,
-            attempt: 0,
             reconnect: None,
-            rng: seed | 1,
             closed: false,
             figures: RequestFigures::default(),
         }
@@ -329,7 +323,7 @@ impl Requests {
         }
         self.connected = true;
         self.held = false;
-        self.attempt = 0;
+        self.backoff.reset();
         self.figures.connects += 1;
         self.send_unsent(ctx);
         true
@@ -449,23 +443,8 @@ impl Requests {
     /// `[backoff_min, min(backoff_max, backoff_min * 2^attempt)]`, so a fleet of clients that
     /// lost the same server does not come back in lockstep.
     fn schedule_reconnect(&mut self, ctx: &mut Context<'_>) {
-        // Saturating, not truncating: a huge backoff is "a very long time", not its low bits.
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let (min, cap) = (
-            micros(self.config.backoff_min),
-            micros(self.config.backoff_max),
-        );
-        let ceiling = min
-            .saturating_mul(1u64 << self.attempt.min(30))
-            .min(cap)
-            .max(min);
-        // xorshift64: plenty for jitter, no dependency.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let delay = min + self.rng % (ceiling - min + 1);
-        self.attempt = self.attempt.saturating_add(1);
-        self.reconnect = Some(ctx.set_timer(Duration::from_micros(delay), 0));
+        let delay = self.backoff.next_delay();
+        self.reconnect = Some(ctx.set_timer(delay, 0));
     }
 
     /// Fails every pending request with `Closed` and stops reconnecting.

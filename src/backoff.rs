@@ -1,0 +1,144 @@
+//! Reconnection delays: exponential backoff with full jitter, written once for every client
+//! that reconnects ([`crate::Requests`], [`crate::Reconnecting`]).
+//!
+//! After `attempt` failures in a row the delay is drawn uniformly from
+//! `[min, min(max, min * 2^attempt)]`. The floor stays at `min`, so a client never retries
+//! sooner than that; the ceiling doubles, so a server that stays away is asked less and less
+//! often; the draw spreads a fleet of clients that lost the same server, so they do not come
+//! back in lockstep.
+
+use std::time::Duration;
+
+/// The delay after `attempt` failures in a row, for a random draw `draw` (any `u64`):
+/// `min + draw mod (ceiling - min + 1)` microseconds, with `ceiling = min(max, min * 2^attempt)`
+/// but never below `min`. Durations are counted in whole microseconds and saturate: a huge
+/// backoff is "a very long time", not its low bits.
+pub(crate) fn delay(min: Duration, max: Duration, attempt: u32, draw: u64) -> Duration {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let (min, cap) = (micros(min), micros(max));
+    let ceiling = min
+        .saturating_mul(1u64 << attempt.min(30))
+        .min(cap)
+        .max(min);
+    // Cannot overflow: with min = 0 the ceiling is 0 too, else `ceiling - min < u64::MAX`.
+    let span = ceiling - min + 1;
+    Duration::from_micros(min + draw % span)
+}
+
+/// The state behind [`delay`]: failures in a row and a random generator.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    rng: u64,
+}
+
+impl Backoff {
+    /// Seeded from the clock and the process id: different in every client of a fleet.
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| {
+                d.as_secs() ^ u64::from(d.subsec_nanos()).rotate_left(32)
+            });
+        let seed = now ^ (u64::from(std::process::id()) << 32);
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The delay before the next attempt; counts one more failure.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        // xorshift64: plenty for jitter, no dependency.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let d = delay(self.min, self.max, self.attempt, self.rng);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// A connection opened: the next delay is `min` again.
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Delays drawn since the last reset.
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_delay_stays_between_min_and_the_doubling_ceiling() {
+        let (min, max) = (50 * MS, 5000 * MS);
+        for attempt in 0..40u32 {
+            let ceiling = (min * 2u32.pow(attempt.min(20))).min(max);
+            for draw in [0, 1, 7, 49_999, 50_000, 1 << 40, u64::MAX - 1, u64::MAX] {
+                let d = delay(min, max, attempt, draw);
+                assert!(d >= min && d <= ceiling, "attempt {attempt}: {d:?}");
+            }
+            // The draw reaches both ends.
+            assert_eq!(delay(min, max, attempt, 0), min);
+            let top = u64::try_from((ceiling - min).as_micros()).unwrap();
+            assert_eq!(delay(min, max, attempt, top), ceiling);
+        }
+    }
+
+    #[test]
+    fn the_ceiling_doubles_until_the_maximum() {
+        let (min, max) = (10 * MS, 100 * MS);
+        // The largest delay each attempt can draw: 10, 20, 40, 80, then 100 ms for good.
+        // The draw that lands on the ceiling: ceiling - min, in microseconds.
+        let tops: Vec<_> = (0..8u32)
+            .map(|a| delay(min, max, a, 10_000 * ((1u64 << a) - 1).min(9)))
+            .collect();
+        assert_eq!(tops, [10, 20, 40, 80, 100, 100, 100, 100].map(|ms| ms * MS));
+    }
+
+    #[test]
+    fn odd_settings_do_not_overflow_or_panic() {
+        // max below min: the delay is min.
+        assert_eq!(delay(50 * MS, 10 * MS, 3, 12345), 50 * MS);
+        // Zero: immediate retries.
+        assert_eq!(
+            delay(Duration::ZERO, Duration::ZERO, 9, u64::MAX),
+            Duration::ZERO
+        );
+        // Enormous: saturates instead of wrapping.
+        let d = delay(Duration::MAX, Duration::MAX, u32::MAX, u64::MAX);
+        assert_eq!(d, Duration::from_micros(u64::MAX));
+        assert_eq!(
+            delay(Duration::ZERO, Duration::MAX, u32::MAX, u64::MAX),
+            Duration::ZERO
+        );
+        let d = delay(MS, Duration::MAX, u32::MAX, u64::MAX);
+        assert!(d >= MS && d <= MS * (1 << 30), "{d:?}");
+    }
+
+    #[test]
+    fn the_generator_counts_attempts_and_resets() {
+        let (min, max) = (MS, 64 * MS);
+        let mut b = Backoff::new(min, max);
+        assert_eq!(b.next_delay(), min, "the first delay after a reset is min");
+        for a in 1..10u32 {
+            assert_eq!(b.attempt(), a);
+            let ceiling = (min * 2u32.pow(a)).min(max);
+            let d = b.next_delay();
+            assert!(d >= min && d <= ceiling, "attempt {a}: {d:?}");
+        }
+        b.reset();
+        assert_eq!(b.attempt(), 0);
+        assert_eq!(b.next_delay(), min);
+    }
+}
