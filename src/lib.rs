@@ -108,11 +108,12 @@
 //! | place | what it is |
 //! |---|---|
 //! | `reactor.rs` | the poll loop; the seven steps of a turn, each with its budget; where the handler is called |
-//! | `engine/` | the reactor's state, a file per part: `conns.rs` (slab and lists), `accept.rs`, `read.rs` (the read loop), `send.rs`, `budget.rs`, `flush.rs`, `close.rs`, `timeouts.rs`, `shutdown.rs` |
+//! | `engine/` | the reactor's state, a file per part: `conns.rs` (slab and lists), `accept.rs`, `read.rs` (the read loop), `send.rs`, `links.rs`, `settings.rs`, `budget.rs`, `flush.rs`, `close.rs`, `timeouts.rs`, `shutdown.rs` |
 //! | `conn/` | one connection as a state machine (life, read side, write side, pauses, readiness) over a `Transport`; `conn/tests.rs` has a test per transition |
 //! | `sys.rs` | every `unsafe` block (the crate denies `unsafe_code` elsewhere) |
 //! | `frame.rs`, `write_queue.rs`, `read_buf.rs` | bytes: the wire format, the write queue and its marks, the read buffer |
-//! | `workers.rs`, `request.rs`, `group.rs` | backpressure past the socket |
+//! | `fanout.rs`, `engine/links.rs` | backpressure across connections: a broker's topic, a relay's hop |
+//! | `workers.rs`, `request.rs`, `reconnecting.rs`, `backoff.rs`, `group.rs` | backpressure past the socket: a worker pool, a request client and a streaming client that reconnect with back-off, one reactor per core |
 //!
 //! Time enters once per turn: the reactor reads the clock after polling and hands it to the
 //! engine (`Engine::begin_turn`), which never reads it itself, so `engine/tests.rs` drives

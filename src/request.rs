@@ -398,6 +398,14 @@ impl Requests {
         if self.conn != Some(conn) {
             return Vec::new();
         }
+        if matches!(reason, CloseReason::Shutdown) {
+            // The reactor is shutting down: this is the end, not a loss. A reconnect now would
+            // open a connection that keeps the reactor alive until its grace period runs out.
+            log::debug!("request client: closed by the reactor's shutdown; not reconnecting");
+            self.conn = None;
+            self.connected = false;
+            return self.close(ctx);
+        }
         // Figures are still readable inside on_close: how far did the kernel get?
         let written = ctx.queue_figures(conn).map_or(0, |f| f.bytes_written);
         log::debug!("request client: connection lost ({reason}); {written} bytes had been written");
