@@ -36,7 +36,7 @@ use crate::frame::{self, EncodeError, HEADER_LEN};
 pub(crate) const COMMAND_BYTES_WITHOUT_BUDGET: usize = 64 * 1024 * 1024;
 
 /// A closure run on the reactor thread with full access to the [`Context`].
-pub type Job = Box<dyn for<'a> FnOnce(&mut Context<'a>) + Send>;
+pub(crate) type Job = Box<dyn for<'a> FnOnce(&mut Context<'a>) + Send>;
 
 /// What another thread can ask of the reactor.
 pub(crate) enum Command {

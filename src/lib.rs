@@ -182,7 +182,7 @@ pub use doorbell::Doorbell;
 pub use fanout::{Delivery, FanOut, SlowPolicy};
 pub use frame::{DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN};
 pub use group::{ReactorGroup, ThreadStart};
-pub use handle::{Handle, HandleError, Job};
+pub use handle::{Handle, HandleError};
 pub use handler::{CloseReason, Handler, TimeoutWarning};
 pub use kernel::{KernelFigures, kernel_figures};
 pub use message::{Decode, DecodeError, MAX_DEPTH, RawJson, WithRaw};

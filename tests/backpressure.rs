@@ -48,11 +48,14 @@ fn slow_reader_pauses_reads_and_bounds_queue() {
             }
         });
 
-        // The server's queue for us reaches high-water and it stops reading us.
+        // The server's queue for us reaches high-water and it stops reading us. While the
+        // kernel still takes our replies, a pause can begin and end within one turn (zero
+        // time by the reactor's clock); once the kernel's buffers are full (WRITABLE
+        // registered: the queue waits for the peer), the pause lasts until we read.
         let conn = first_conn(&seen);
         let paused = server.wait_for(Duration::from_secs(60), "reads paused", move |ctx| {
             ctx.conn_figures(conn)
-                .filter(|f| f.reading.contains(PauseReason::WriteQueue))
+                .filter(|f| f.reading.contains(PauseReason::WriteQueue) && f.writable_interest)
         });
         // Paused means the queue reached high-water and has not yet drained to low-water.
         assert!(paused.queued_bytes > LOW);
