@@ -198,6 +198,31 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The marks' own rules, for a [`Config`] and for one connection's settings alike.
+pub(crate) fn check_water_marks(high_water: usize, low_water: usize) -> Result<(), ConfigError> {
+    if high_water == 0 {
+        return Err(ConfigError::new("high_water", "must be at least 1 byte"));
+    }
+    if low_water > high_water {
+        return Err(ConfigError::new(
+            "low_water",
+            format!("{low_water} must not exceed high_water ({high_water})"),
+        ));
+    }
+    Ok(())
+}
+
+/// A queue's hard limit must leave room for its high-water mark.
+pub(crate) fn check_queue_limit(limit: usize, high_water: usize) -> Result<(), ConfigError> {
+    if limit < high_water {
+        return Err(ConfigError::new(
+            "queue_limit",
+            format!("{limit} must be at least high_water ({high_water})"),
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// The effective per-connection hard limit (see [`Config::queue_limit`]).
     pub fn effective_queue_limit(&self) -> usize {
@@ -217,18 +242,7 @@ impl Config {
     /// Checks that the settings make sense together. The error names the first field at
     /// fault and says why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.high_water == 0 {
-            return Err(ConfigError::new("high_water", "must be at least 1 byte"));
-        }
-        if self.low_water > self.high_water {
-            return Err(ConfigError::new(
-                "low_water",
-                format!(
-                    "{} must not exceed high_water ({})",
-                    self.low_water, self.high_water
-                ),
-            ));
-        }
+        check_water_marks(self.high_water, self.low_water)?;
         if self.max_frame > u32::MAX as usize {
             return Err(ConfigError::new(
                 "max_frame",
@@ -248,12 +262,7 @@ impl Config {
             ));
         }
         let limit = self.effective_queue_limit();
-        if limit < self.high_water {
-            return Err(ConfigError::new(
-                "queue_limit",
-                format!("{limit} must be at least high_water ({})", self.high_water),
-            ));
-        }
+        check_queue_limit(limit, self.high_water)?;
         if limit < HEADER_LEN + reply {
             return Err(ConfigError::new(
                 "queue_limit",

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, check_queue_limit, check_water_marks};
 use crate::write_queue::Marks;
 
 /// One connection's marks, timeouts and pausing rule. See the module docs; every field means
@@ -45,28 +45,8 @@ impl ConnSettings {
 
     /// The same checks as [`Config::validate`] makes of the marks.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.high_water == 0 {
-            return Err(ConfigError::new("high_water", "must be at least 1 byte"));
-        }
-        if self.low_water > self.high_water {
-            return Err(ConfigError::new(
-                "low_water",
-                format!(
-                    "{} must not exceed high_water ({})",
-                    self.low_water, self.high_water
-                ),
-            ));
-        }
-        if self.queue_limit < self.high_water {
-            return Err(ConfigError::new(
-                "queue_limit",
-                format!(
-                    "{} must be at least high_water ({})",
-                    self.queue_limit, self.high_water
-                ),
-            ));
-        }
-        Ok(())
+        check_water_marks(self.high_water, self.low_water)?;
+        check_queue_limit(self.queue_limit, self.high_water)
     }
 
     pub(crate) fn marks(&self) -> Marks {
