@@ -126,7 +126,10 @@ impl Handler for Broker {
             ("sub", Some(topic)) => {
                 // Its own messages must still be read while its queue is full.
                 if let Some(s) = ctx.settings(conn) {
-                    let s = ConnSettings { pause_reads_above_high_water: false, ..s };
+                    let s = ConnSettings {
+                        pause_reads_above_high_water: false,
+                        ..s
+                    };
                     let _ = ctx.set_settings(conn, s);
                 }
                 let _ = ctx.send(conn, &json!({"op": "subscribed", "topic": topic}));

@@ -45,7 +45,10 @@ impl Relay {
 
     /// The same, telling `on_pair` each (client, upstream) pair it makes.
     #[allow(dead_code)] // the demo's
-    pub fn watched(upstream: SocketAddr, on_pair: impl FnMut(ConnId, ConnId) + Send + 'static) -> Relay {
+    pub fn watched(
+        upstream: SocketAddr,
+        on_pair: impl FnMut(ConnId, ConnId) + Send + 'static,
+    ) -> Relay {
         Relay {
             on_pair: Some(Box::new(on_pair)),
             ..Relay::new(upstream)
@@ -53,8 +56,20 @@ impl Relay {
     }
 
     fn pair(&mut self, a: ConnId, b: ConnId) {
-        self.pairs.insert(a, Side { other: b, finished: false });
-        self.pairs.insert(b, Side { other: a, finished: false });
+        self.pairs.insert(
+            a,
+            Side {
+                other: b,
+                finished: false,
+            },
+        );
+        self.pairs.insert(
+            b,
+            Side {
+                other: a,
+                finished: false,
+            },
+        );
     }
 }
 
@@ -79,7 +94,10 @@ impl Handler for Relay {
         let upstream = match ctx.connect(self.upstream) {
             Ok(up) => up,
             Err(e) => {
-                log::warn!("{conn}: cannot connect to the upstream {}: {e}", self.upstream);
+                log::warn!(
+                    "{conn}: cannot connect to the upstream {}: {e}",
+                    self.upstream
+                );
                 return ctx.close(conn);
             }
         };
