@@ -201,7 +201,7 @@ async fn publish(topics: &Topics, topic: &str, frame: Bytes, rules: Rules) {
                     return true;
                 }
                 Policy::Drop if s.dropped > 0 => {
-                    let gap = json!({"op": "gap", "dropped": s.dropped}).to_string();
+                    let gap = format!(r#"{{"op":"gap","dropped":{}}}"#, s.dropped);
                     if s.tx.try_send(Bytes::from(gap)).is_ok() {
                         s.dropped = 0;
                     }

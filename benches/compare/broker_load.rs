@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench broker_load -- --addr A --secs 20 [--fast 3] [--slow] [--size 256]
-//!                                    [--warmup-secs 2] [--broker-pid PID]
+//!                                    [--warmup-secs 2] [--broker-pid PID] [--rate FRAMES_PER_S]
 //! ```
 //!
 //! Every published frame is `{"op":"pub","topic":"t","data":{"seq":"000000000042","pad":"…"}}`,
@@ -61,6 +61,21 @@ fn frame(seq: u64, size: usize) -> Vec<u8> {
     out
 }
 
+/// Whether `buf` is byte for byte `frame(seq, size)`, without building it (the check must
+/// cost the subscriber less than the broker's work, or it measures itself).
+fn is_frame(buf: &[u8], seq: u64, size: usize) -> bool {
+    const HEAD: &[u8] = br#"{"op":"pub","topic":"t","data":{"seq":""#;
+    const MID: &[u8] = br#"","pad":""#;
+    const TAIL: &[u8] = br#""}}"#;
+    let letter = b'a' + (seq % 26) as u8;
+    let pad_at = HEAD.len() + 12 + MID.len();
+    buf.len() == size
+        && buf.starts_with(HEAD)
+        && buf[HEAD.len() + 12..pad_at] == *MID
+        && buf.ends_with(TAIL)
+        && buf[pad_at..size - TAIL.len()].iter().all(|&b| b == letter)
+}
+
 /// Where the sequence number sits in every frame.
 const SEQ_AT: usize = r#"{"op":"pub","topic":"t","data":{"seq":""#.len();
 
@@ -112,7 +127,13 @@ struct Window {
 
 /// Reads and checks frames until `stop`, sleeping `pace` between frames (a slow reader, which
 /// then reads unbuffered so the kernel keeps what it has not taken).
-fn consume(stream: TcpStream, size: usize, pace: Option<Duration>, w: Arc<Window>, stop: Arc<AtomicBool>) -> Seen {
+fn consume(
+    stream: TcpStream,
+    size: usize,
+    pace: Option<Duration>,
+    w: Arc<Window>,
+    stop: Arc<AtomicBool>,
+) -> Seen {
     let mut input: Box<dyn Read> = match pace {
         Some(_) => Box::new(stream),
         None => Box::new(BufReader::with_capacity(256 * 1024, stream)),
@@ -150,7 +171,7 @@ fn consume(stream: TcpStream, size: usize, pace: Option<Duration>, w: Arc<Window
             seen.corrupt += 1;
             continue;
         };
-        if buf != frame(seq, size) {
+        if !is_frame(&buf, seq, size) {
             seen.corrupt += 1;
         }
         // The first frame a subscriber gets may be any: it joined mid-stream.
@@ -170,6 +191,26 @@ fn consume(stream: TcpStream, size: usize, pace: Option<Duration>, w: Arc<Window
         }
     }
     seen
+}
+
+/// Whether the broker reset (or closed) `s`: its TCP state, from TCP_INFO, is no longer
+/// ESTABLISHED. A reader that takes one frame per 100 ms would otherwise hear of the reset
+/// only after reading everything the kernel had already received.
+fn cut_off(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which lives on this frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && info.tcpi_state != 1 // TCP_ESTABLISHED
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
@@ -195,6 +236,8 @@ fn main() {
     let size: usize = args.get("size", Some(256));
     let slow_every = Duration::from_millis(args.get("slow-every-ms", Some(100)));
     let slow = args.has("slow");
+    // Frames per second for the publisher (0: as fast as the broker takes them).
+    let rate: f64 = args.get("rate", Some(0.0));
     let pid: Option<u32> = args.has("broker-pid").then(|| args.get("broker-pid", None));
 
     let start = Instant::now();
@@ -212,8 +255,10 @@ fn main() {
         let (w, stop) = (w.clone(), stop.clone());
         readers.push(std::thread::spawn(move || consume(s, size, None, w, stop)));
     }
+    let mut slow_socket = None;
     let slow_reader = slow.then(|| {
         let s = subscribe(addr);
+        slow_socket = Some(s.try_clone().expect("clone"));
         sockets.push(s.try_clone().expect("clone"));
         let (w, stop) = (w.clone(), stop.clone());
         std::thread::spawn(move || consume(s, size, Some(slow_every), w, stop))
@@ -228,7 +273,12 @@ fn main() {
         std::thread::spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, s);
             let mut seq = 0u64;
+            let began = Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                if rate > 0.0 {
+                    let due = began + Duration::from_secs_f64(seq as f64 / rate);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
                 for _ in 0..64 {
                     if write_frame(&mut out, &frame(seq, size)).is_err() {
                         return; // shut down at the end of the run
@@ -251,14 +301,21 @@ fn main() {
         }
     }
     let hwm = pid.and_then(|p| status_kb(p, "VmHWM"));
+    let slow_cut_off = slow_socket.as_ref().map(cut_off);
     stop.store(true, Ordering::Relaxed);
     for s in &sockets {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
     let _ = publisher.join();
-    let fast: Vec<Seen> = readers.into_iter().map(|r| r.join().expect("reader")).collect();
+    let fast: Vec<Seen> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
     let slow = slow_reader.map(|r| r.join().expect("slow reader"));
-    let rates: Vec<u64> = fast.iter().map(|s| (s.measured as f64 / secs) as u64).collect();
+    let rates: Vec<u64> = fast
+        .iter()
+        .map(|s| (s.measured as f64 / secs) as u64)
+        .collect();
     let sum = |f: fn(&Seen) -> u64| fast.iter().map(f).sum::<u64>();
     let report = json!({
         "secs": secs,
@@ -272,6 +329,7 @@ fn main() {
         "slow": slow.map(|s| json!({
             "frames": s.frames, "gaps": s.gaps, "dropped": s.dropped,
             "missing": s.missing, "corrupt": s.corrupt, "end": s.end,
+            "cut_off": slow_cut_off,
         })),
         "rss_kb_min": rss.iter().min(),
         "rss_kb_max": rss.iter().max(),
