@@ -148,8 +148,12 @@ fn tell_via_relay(samples: &[Sample], b: &Board, high: usize) -> String {
     let stalled = first_sample(samples, then(producer_window), |s| !s.generating);
     let stopped = stalled.map(|t| b.stops.iter().copied().rfind(|&s| s <= t).unwrap_or(t));
     let resumed = first_event(&b.resumes, from);
-    let relay_reads = link.and_then(|t| first_sample(samples, t, |s| hop(s).reading_producer));
     let producer_resumed = stopped.and_then(|t| first_event(&b.drains, t));
+    // Sampling every 25 ms can see it late; the producer's drain is proof the relay read
+    // again (its bytes were taken), so whichever comes first.
+    let relay_reads = link
+        .and_then(|t| first_sample(samples, t, |s| hop(s).reading_producer))
+        .map(|t| producer_resumed.map_or(t, |d| t.min(d)));
     let lines = [
         (
             paused,
