@@ -414,7 +414,17 @@ mod units;
 use units::{Micros, Millis, Secs, Size};
 
 /// Every example in examples/: each parses its command line with the same machinery.
-const EXAMPLES: [&str; 6] = ["server", "client", "demo", "idle", "soak", "tokio_server"];
+const EXAMPLES: [&str; 9] = [
+    "server",
+    "client",
+    "demo",
+    "idle",
+    "soak",
+    "tokio_server",
+    "broker",
+    "relay",
+    "tokio_broker",
+];
 
 /// Runs an example with `args` to completion (for flags that exit before any work).
 fn run_example(name: &str, args: &[&str]) -> std::process::Output {

@@ -198,6 +198,7 @@ fn consume(
 /// only after reading everything the kernel had already received.
 fn cut_off(s: &TcpStream) -> bool {
     use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain integers, for which all-zero bytes are a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `info`, which lives on this frame.
