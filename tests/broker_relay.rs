@@ -157,7 +157,8 @@ fn broker_pause_delivers_every_frame_to_fast_and_slow_subscribers() {
 #[test]
 fn broker_drop_announces_what_a_slow_subscriber_missed_before_its_next_frame() {
     bounded(Duration::from_secs(90), || {
-        const N: usize = 20_000;
+        // 10 MB: more than the kernel's buffers toward the slow one can take (4 MB at most).
+        const N: usize = 40_000;
         const TICKS: usize = 2_000;
         let all = published(N + TICKS);
         let (_broker, addr) = start(
@@ -223,7 +224,7 @@ fn broker_drop_announces_what_a_slow_subscriber_missed_before_its_next_frame() {
 #[test]
 fn broker_disconnect_resets_a_slow_subscriber_and_the_fast_one_gets_everything() {
     bounded(Duration::from_secs(90), || {
-        const N: usize = 20_000;
+        const N: usize = 40_000;
         let all = published(N);
         let (_broker, addr) = start(
             "broker",
@@ -243,7 +244,12 @@ fn broker_disconnect_resets_a_slow_subscriber_and_the_fast_one_gets_everything()
         let mut publisher = Peer::connect(addr);
         let fast_all = all.clone();
         let fast = std::thread::spawn(move || read_all(fast.stream, fast_all, N));
-        write_frames(&mut publisher.stream, &all);
+        // 10 MB over about a second: more than the kernel's buffers toward the slow one can
+        // take (4 MB at most here), for longer than the grace.
+        for chunk in all.chunks(1000) {
+            write_frames(&mut publisher.stream, chunk);
+            std::thread::sleep(Duration::from_millis(25));
+        }
         let fast = fast.join().unwrap();
         assert_eq!((fast.frames, fast.gaps), (N, 0), "fast: {fast:?}");
         // The slow one never read. Past its grace it is reset, even though publishing
@@ -258,7 +264,7 @@ fn broker_disconnect_resets_a_slow_subscriber_and_the_fast_one_gets_everything()
         assert!(
             matches!(&end, Ok(None))
                 || matches!(&end, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
-            "{end:?}"
+            "{end:?} after {got} frames"
         );
         assert!(
             got < N,
