@@ -341,6 +341,45 @@ fn demo_shows_every_link_engage_in_order_and_plots_it() {
 }
 
 #[test]
+fn demo_via_relay_follows_the_pressure_across_the_hop_and_plots_it() {
+    bounded(Duration::from_secs(120), || {
+        let svg = std::env::temp_dir().join(format!("hw-demo-relay-{}.svg", std::process::id()));
+        let out = Command::new(example("demo"))
+            .args([
+                "--via-relay",
+                "--seconds",
+                "4",
+                "--process-every",
+                "20",
+                "--process-ms",
+                "1000",
+            ])
+            .arg("--svg")
+            .arg(&svg)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run demo");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        // The relay stopped reading the producer at least once, and the table shows it.
+        assert!(text.contains("LINK"), "{text}");
+        assert!(text.contains("across the relay"), "{text}");
+        assert!(text.contains("Every link engaged"), "{text}");
+        assert!(!text.contains("never"), "a link never engaged:\n{text}");
+        let plot = std::fs::read_to_string(&svg).expect("the SVG was written");
+        for series in [
+            "relay queue to the consumer",
+            "relay queue to the producer",
+            "relay reading the producer",
+            "advertised window",
+        ] {
+            assert!(plot.contains(series), "the plot lacks {series}");
+        }
+        let _ = std::fs::remove_file(&svg);
+    });
+}
+
+#[test]
 fn stats_lines_show_reactor_and_process_figures() {
     bounded(Duration::from_secs(60), || {
         let mut child = Command::new(example("server"))
@@ -375,7 +414,17 @@ mod units;
 use units::{Micros, Millis, Secs, Size};
 
 /// Every example in examples/: each parses its command line with the same machinery.
-const EXAMPLES: [&str; 6] = ["server", "client", "demo", "idle", "soak", "tokio_server"];
+const EXAMPLES: [&str; 9] = [
+    "server",
+    "client",
+    "demo",
+    "idle",
+    "soak",
+    "tokio_server",
+    "broker",
+    "relay",
+    "tokio_broker",
+];
 
 /// Runs an example with `args` to completion (for flags that exit before any work).
 fn run_example(name: &str, args: &[&str]) -> std::process::Output {

@@ -15,10 +15,18 @@
 //! producer's queue reaches high-water → the producer stops; and forward again on resume.
 //!
 //! At the end it says in words what happened and writes an SVG plot of the same series.
+//!
+//! `--via-relay` puts the `relay` example's handler (examples/relay/relay.rs) between them, on
+//! a third reactor: producer → relay → slow consumer. The table and the plot then show the
+//! relay's two queues, and the story follows the pressure across the hop: the consumer stops,
+//! the relay's upstream queue fills, the relay stops reading the producer (a link), the
+//! producer's window closes, the producer stops.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod plot;
+#[path = "../relay/relay.rs"]
+mod relay;
 mod story;
 
 use std::net::SocketAddr;
@@ -27,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use highwater::{
-    CloseReason, Config, ConnFigures, ConnId, Context, Handle, Handler, Pressure, RawJson, Reactor,
-    TimerId,
+    CloseReason, Config, ConnFigures, ConnId, Context, Handle, Handler, PauseReason, Pressure,
+    RawJson, Reactor, TimerId,
 };
 use serde_json::Value;
 
@@ -69,6 +77,10 @@ struct Cli {
     /// Where to write the SVG plot
     #[arg(long, value_name = "PATH", default_value = "target/highwater-demo.svg")]
     svg: String,
+    /// Run producer → relay → slow consumer, the relay on a third reactor (same marks and
+    /// kernel buffers), and follow the pressure across the hop
+    #[arg(long)]
+    via_relay: bool,
 }
 
 /// How often the links are sampled; every tenth sample is printed.
@@ -90,6 +102,9 @@ pub struct Board {
     pub pauses: Vec<f64>,
     pub resumes: Vec<f64>,
     pub confirmed: Option<u64>,
+    /// `--via-relay`: the relay's connection from the producer and its own to the consumer.
+    pub relay_client: Option<ConnId>,
+    pub relay_upstream: Option<ConnId>,
 }
 
 type Shared = Arc<Mutex<Board>>;
@@ -224,6 +239,23 @@ pub struct Sample {
     pub reading: bool,
     pub processed: u64,
     pub rss_kb: u64,
+    /// `--via-relay` only: the hop's figures (`window` and `unread` above are then the
+    /// producer's window from the relay and the consumer's unread bytes).
+    pub relay: Option<RelaySample>,
+}
+
+/// The relay's side of one sample.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySample {
+    /// Whether the relay reads the producer (not paused by the link to the consumer's side).
+    pub reading_producer: bool,
+    /// Bytes of the producer's that wait unread in the relay's kernel receive buffer.
+    pub unread_in: Option<u32>,
+    /// The relay's queue toward the consumer, and toward the producer.
+    pub upstream_queue: usize,
+    pub client_queue: usize,
+    /// The window the consumer advertises to the relay.
+    pub upstream_window: Option<u32>,
 }
 
 /// A connection's figures, read on its reactor's thread.
@@ -291,6 +323,30 @@ fn main() -> std::io::Result<()> {
     let consumer_handle = consumer_reactor.handle();
     let consumer_thread = std::thread::spawn(move || consumer_reactor.run());
 
+    // --via-relay: the relay example's handler on a third reactor, between the two. Its
+    // kernel buffers are as small as theirs, so each window closes soon after its reader stops.
+    let (addr, relay_handle, relay_thread) = if args.via_relay {
+        let board = shared.clone();
+        let relay = relay::Relay::watched(addr, move |client, upstream| {
+            let mut b = crate::board(&board);
+            b.relay_client = Some(client);
+            b.relay_upstream = Some(upstream);
+        });
+        let relay_config = Config {
+            send_buffer_size: buffer,
+            recv_buffer_size: buffer,
+            ..config.clone()
+        };
+        let mut r = Reactor::new(relay_config, relay)?;
+        let relay_addr = r.listen("127.0.0.1:0".parse().unwrap())?;
+        let handle = r.handle();
+        // The relay closes its side once both of its peers have; the demo stops it then.
+        let thread = std::thread::spawn(move || r.run());
+        (relay_addr, Some(handle), Some(thread))
+    } else {
+        (addr, None, None)
+    };
+
     // The producer: a small send buffer keeps the kernel's share comparable to the queue's.
     let frame = common::sample_frame(records);
     let interval = if rate_mb > 0.0 {
@@ -333,40 +389,106 @@ fn main() -> std::io::Result<()> {
             b / 1024
         ))
     );
-    println!(
-        "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
-        "t(s)",
-        "producer",
-        "queue",
-        "WRITABLE",
-        "unsent",
-        "window",
-        "unread",
-        "consumer",
-        "processed",
-        "RSS"
-    );
-    println!(
-        "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
-        "", "", "KiB", "interest", "KiB (krn)", "KiB (adv)", "KiB (krn)", "", "messages", "MiB"
-    );
+    if relay_handle.is_some() {
+        println!(
+            "relay: between them, on its own reactor; links both ways, same marks and kernel buffers\n"
+        );
+        println!(
+            "{:>5}  {:<10} {:>7} {:>7}  {:>7} {:<7} {:>8} {:>8} {:>7}  {:>7} {:<8} {:>9} {:>5}",
+            "t(s)",
+            "producer",
+            "queue",
+            "window",
+            "relay:",
+            "reads",
+            "queue to",
+            "queue to",
+            "window",
+            "unread",
+            "consumer",
+            "processed",
+            "RSS"
+        );
+        println!(
+            "{:>5}  {:<10} {:>7} {:>7}  {:>7} {:<7} {:>8} {:>8} {:>7}  {:>7} {:<8} {:>9} {:>5}",
+            "",
+            "",
+            "KiB",
+            "KiB",
+            "unread",
+            "producr",
+            "consumer",
+            "producer",
+            "KiB",
+            "KiB",
+            "",
+            "messages",
+            "MiB"
+        );
+        println!(
+            "{:>5}  {:<10} {:>7} {:>7}  {:>7} {:<7} {:>8} {:>8} {:>7}  {:>7} {:<8} {:>9} {:>5}",
+            "", "", "", "(adv)", "KiB", "", "KiB", "KiB", "(adv)", "(krn)", "", "", ""
+        );
+    }
+    let plain = relay_handle.is_none();
+    if plain {
+        println!(
+            "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
+            "t(s)",
+            "producer",
+            "queue",
+            "WRITABLE",
+            "unsent",
+            "window",
+            "unread",
+            "consumer",
+            "processed",
+            "RSS"
+        );
+        println!(
+            "{:>5}  {:<10} {:>9} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7}",
+            "", "", "KiB", "interest", "KiB (krn)", "KiB (adv)", "KiB (krn)", "", "messages", "MiB"
+        );
+    }
 
     let mut samples: Vec<Sample> = Vec::new();
     let mut next = Instant::now();
     loop {
         next += SAMPLE;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        let (pc, cc) = {
+        let (pc, cc, rc, ru) = {
             let b = board(&shared);
-            (b.producer_conn, b.consumer_conn)
+            (
+                b.producer_conn,
+                b.consumer_conn,
+                b.relay_client,
+                b.relay_upstream,
+            )
         };
         let p = figures(&producer_handle, pc);
         let c = figures(&consumer_handle, cc);
+        let hop = relay_handle
+            .as_ref()
+            .map(|h| (figures(h, rc), figures(h, ru)));
         if producer_thread.is_finished() && consumer_thread.is_finished() {
+            if let Some(h) = &relay_handle {
+                let _ = h.stop(); // both its peers are gone
+            }
             break;
         }
         let (Some(p), Some(c)) = (p, c) else {
             continue; // not connected yet, or one side is closing
+        };
+        let relay = match hop {
+            None => None,
+            Some((Some(rc), Some(ru))) => Some(RelaySample {
+                reading_producer: !rc.reading.contains(PauseReason::Link),
+                unread_in: rc.kernel.unread_bytes,
+                upstream_queue: ru.queued_bytes,
+                client_queue: rc.queued_bytes,
+                upstream_window: ru.kernel.peer_window,
+            }),
+            Some(_) => continue, // the relay's pair is not made yet, or is closing
         };
         let b = board(&shared);
         let s = Sample {
@@ -380,9 +502,35 @@ fn main() -> std::io::Result<()> {
             reading: b.reading,
             processed: b.processed,
             rss_kb: highwater::process_figures().rss_kb.unwrap_or(0),
+            relay,
         };
         drop(b);
-        if samples.len() % PRINT_EVERY == PRINT_EVERY - 1 {
+        if let (Some(r), true) = (s.relay, samples.len() % PRINT_EVERY == PRINT_EVERY - 1) {
+            println!(
+                "{:>5.2}  {:<10} {:>7.0} {:>7}  {:>7} {:<7} {:>8.0} {:>8.0} {:>7}  {:>7} {:<8} {:>9} {:>5.1}",
+                s.t,
+                if s.generating {
+                    "generating"
+                } else {
+                    "stopped"
+                },
+                s.queue as f64 / 1024.0,
+                kib(s.window),
+                kib(r.unread_in),
+                if r.reading_producer {
+                    "reading"
+                } else {
+                    "LINK"
+                },
+                r.upstream_queue as f64 / 1024.0,
+                r.client_queue as f64 / 1024.0,
+                kib(r.upstream_window),
+                kib(s.unread),
+                if s.reading { "reading" } else { "paused" },
+                s.processed,
+                s.rss_kb as f64 / 1024.0
+            );
+        } else if s.relay.is_none() && samples.len() % PRINT_EVERY == PRINT_EVERY - 1 {
             println!(
                 "{:>5.2}  {:<10} {:>9.0} {:>8} {:>10} {:>10} {:>10}  {:<8} {:>9} {:>7.1}",
                 s.t,
@@ -409,6 +557,11 @@ fn main() -> std::io::Result<()> {
     consumer_thread
         .join()
         .map_err(|_| std::io::Error::other("consumer thread panicked"))??;
+
+    if let Some(t) = relay_thread {
+        t.join()
+            .map_err(|_| std::io::Error::other("relay thread panicked"))??;
+    }
 
     let b = board(&shared);
     println!("\n{}", story::tell(&samples, &b, high));

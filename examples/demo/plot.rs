@@ -79,7 +79,10 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let tmax = samples.last().map_or(1.0, |s| s.t).max(0.1);
-    let panels = root.split_evenly((3, 1));
+    // --via-relay: a panel for the relay between the producer's and the consumer's.
+    let via = samples.iter().any(|s| s.relay.is_some());
+    let panels = root.split_evenly((if via { 4 } else { 3 }, 1));
+    let (consumer_panel, states_panel) = if via { (2, 3) } else { (1, 2) };
     let unknown = |v: Option<u32>| v.map_or(0.0, |v| f64::from(v) / 1024.0);
     let (blue, red, green, orange, gray) = (
         RGBColor(31, 119, 180),
@@ -130,6 +133,10 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     )?;
     legend_box(&mut chart)?;
 
+    if via {
+        relay_panel(&panels[1], samples, tmax, high, low)?;
+    }
+
     // 2. The consumer: what waits unread in its kernel buffer, and the window it advertises.
     let top = samples
         .iter()
@@ -137,7 +144,7 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
         .fold(1.0, f64::max)
         * 1.5;
     let mut chart = panel(
-        &panels[1],
+        &panels[consumer_panel],
         "consumer: kernel receive buffer and advertised window",
         tmax,
         top,
@@ -162,7 +169,13 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     legend_box(&mut chart)?;
 
     // 3. Who was running: each state as a band that is high when "on".
-    let mut chart = panel(&panels[2], "states (high = on)", tmax, 4.0)?;
+    let base = if via { 1.0 } else { 0.0 };
+    let mut chart = panel(
+        &panels[states_panel],
+        "states (high = on)",
+        tmax,
+        4.0 + base,
+    )?;
     chart
         .configure_mesh()
         .x_desc("t (s)")
@@ -174,16 +187,24 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     };
     series(
         &mut chart,
-        band(2.1, |s| s.generating),
+        band(2.1 + base, |s| s.generating),
         blue,
         "producer generating",
     )?;
     series(
         &mut chart,
-        band(1.1, |s| s.writable_interest),
+        band(1.1 + base, |s| s.writable_interest),
         orange,
         "producer WRITABLE interest",
     )?;
+    if via {
+        series(
+            &mut chart,
+            band(1.1, |s| s.relay.is_some_and(|r| r.reading_producer)),
+            green,
+            "relay reading the producer (off: link pause)",
+        )?;
+    }
     series(
         &mut chart,
         band(0.1, |s| s.reading),
@@ -192,5 +213,64 @@ pub fn write_svg(path: &str, samples: &[Sample], high: usize, low: usize) -> Res
     )?;
     legend_box(&mut chart)?;
     root.present()?;
+    Ok(())
+}
+
+/// `--via-relay`: the relay's two queues against its marks, and the producer's bytes waiting
+/// unread in its kernel receive buffer (what closes the producer's window).
+fn relay_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    samples: &[Sample],
+    tmax: f64,
+    high: usize,
+    low: usize,
+) -> Result<()> {
+    let relay = |s: &Sample, f: fn(&crate::RelaySample) -> f64| s.relay.as_ref().map_or(0.0, f);
+    let unread = |r: &crate::RelaySample| r.unread_in.map_or(0.0, |v| f64::from(v) / 1024.0);
+    let top = samples
+        .iter()
+        .map(|s| relay(s, |r| kib(r.upstream_queue)).max(relay(s, unread)))
+        .fold(kib(high), f64::max)
+        * 1.5;
+    let mut chart = panel(
+        area,
+        "relay: its queue to the consumer, its queue to the producer, and the producer's unread bytes",
+        tmax,
+        top,
+    )?;
+    chart
+        .configure_mesh()
+        .y_desc("KiB")
+        .x_desc("t (s)")
+        .draw()?;
+    let (gray, light) = (RGBColor(120, 120, 120), RGBColor(190, 190, 190));
+    for (mark, label, color) in [(high, "high-water", gray), (low, "low-water", light)] {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, kib(mark)), (tmax, kib(mark))],
+                color.stroke_width(1),
+            ))?
+            .label(label)
+            .legend(legend(color));
+    }
+    series(
+        &mut chart,
+        steps(samples, |s| relay(s, |r| kib(r.upstream_queue))),
+        RGBColor(148, 103, 189),
+        "relay queue to the consumer",
+    )?;
+    series(
+        &mut chart,
+        steps(samples, |s| relay(s, |r| kib(r.client_queue))),
+        RGBColor(140, 86, 75),
+        "relay queue to the producer",
+    )?;
+    series(
+        &mut chart,
+        steps(samples, |s| relay(s, unread)),
+        RGBColor(23, 190, 207),
+        "producer's bytes unread at the relay (kernel)",
+    )?;
+    legend_box(&mut chart)?;
     Ok(())
 }

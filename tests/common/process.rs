@@ -58,6 +58,33 @@ impl Running {
         (running, addr)
     }
 
+    /// Starts the example `name` with `args` (which should include an `--addr` on port 0)
+    /// and returns it with the address from its `listening on` line.
+    pub fn example(name: &str, args: &[&str], stderr: Stdio) -> (Running, SocketAddr) {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let running = Running { child };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{name} printed its address"));
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.trim_end().parse().ok())
+            .unwrap_or_else(|| panic!("{name}: unexpected first line {line:?}"));
+        (running, addr)
+    }
+
     /// Sends `sig` to the process.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) with the pid of a child we own; no memory is involved.
