@@ -201,7 +201,15 @@ impl<'a> Context<'a> {
     /// buffering the difference (Node's `pipe()`, Netty's proxy turning `autoRead` off).
     ///
     /// Any number of sources per sink and sinks per source; link both ways for a two-way
-    /// relay. Returns false if either connection is closed or they are the same. A
+    /// relay, and then turn off both connections' own high-water pause
+    /// ([`ConnSettings::pause_reads_above_high_water`]): in a relay, what is read from one
+    /// side is written to the *other*, so the link is the right rule and the own-queue rule
+    /// is a deadlock. (The relay stops reading its upstream because its queue *to* the
+    /// upstream is full; the upstream, an echo server say, stops reading the relay because
+    /// its queue back to the relay is full; neither ever drains. Seen in 2 runs of 4 with a
+    /// client that started reading late; none with the setting off.)
+    ///
+    /// Returns false if either connection is closed or they are the same. A
     /// connection's links end when it closes; what to do when one side closes or half-closes
     /// is the application's call, made in `on_close` / `on_peer_shutdown` (a proxy usually
     /// closes, or [`Context::close_write`]s, the other side).

@@ -15,6 +15,9 @@
 //! `on_peer_shutdown` (usually `close_write` on the other side, after what was read is
 //! forwarded); links neither close nor half-close anything.
 //!
+//! A two-way relay (links both ways) must also turn off each side's own-queue pause
+//! (`pause_reads_above_high_water`): see `Context::link` for the deadlock it makes otherwise.
+//!
 //! Costs: a send checks one pointer for links; the lists are touched only on a high-water
 //! crossing, a drain, or a close.
 
