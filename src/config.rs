@@ -142,6 +142,13 @@ pub struct Config {
     /// `TCP_NODELAY` on every connection. Default true: frames are already batched by the
     /// write queue, so Nagle's algorithm only adds latency.
     pub nodelay: bool,
+    /// `SO_REUSEPORT` on listeners: several sockets (the reactors of a group, or several
+    /// processes) listen on one port, and the kernel spreads incoming connections among them
+    /// by a hash of the address pair. In a [`crate::ReactorGroup`] it gives every reactor a
+    /// listener of its own, so no reactor accepts for the others (see the group's docs for
+    /// the trade-off). Default false: one listener, and a group's reactor 0 hands connections
+    /// out round-robin.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -163,6 +170,7 @@ impl Default for Config {
             send_buffer_size: None,
             recv_buffer_size: None,
             nodelay: true,
+            reuse_port: false,
         }
     }
 }
