@@ -4,7 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example idle -- --connections 10000
+//! ulimit -n 250000; cargo run --release --example idle -- --connections 100000 --ports 4
 //! ```
+//!
+//! Loopback has one client address, 127.0.0.1, and Linux's ephemeral ports
+//! (`net.ipv4.ip_local_port_range`, 28,232 by default) are unique per destination: past about
+//! 28,000 connections the server listens on several ports (`--ports`), and the clients
+//! spread over them. Both ends are on this machine, so the descriptor limit must allow N in
+//! each process (root may raise it with `ulimit -n`).
 //!
 //! The clients run in a child process (this program again, with `--clients ADDR`), so the
 //! server's process holds only its own N descriptors and its RSS only its own memory. Socket
@@ -34,9 +41,13 @@ struct Cli {
     /// Idle connections to open
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     connections: usize,
-    /// Be the child: open the connections to this server and hold them until stdin closes
-    #[arg(long, value_name = "HOST:PORT")]
-    clients: Option<SocketAddr>,
+    /// Listening ports (one reactor listening on each): about 28,000 connections fit per port
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    ports: usize,
+    /// Be the child: open the connections to these addresses, round-robin, and hold them
+    /// until stdin closes
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    clients: Vec<SocketAddr>,
 }
 
 struct Echo;
@@ -55,27 +66,29 @@ fn rss_kb() -> u64 {
 fn main() -> std::io::Result<()> {
     let Cli {
         connections: n,
+        ports,
         clients: clients_for,
     } = Cli::parse();
     common::raise_fd_limit();
-    match clients_for {
-        Some(addr) => be_the_clients(addr, n),
-        None => be_the_server(n),
+    if clients_for.is_empty() {
+        be_the_server(n, ports.max(1))
+    } else {
+        be_the_clients(&clients_for, n)
     }
 }
 
 /// The child: open `n` connections, one round trip each, report, then hold them until the
 /// parent closes our stdin.
-fn be_the_clients(addr: SocketAddr, n: usize) -> std::io::Result<()> {
+fn be_the_clients(addrs: &[SocketAddr], n: usize) -> std::io::Result<()> {
     let mut clients = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, addr) in addrs.iter().cycle().take(n).enumerate() {
         match TcpStream::connect(addr) {
             Ok(mut s) => {
                 roundtrip(&mut s)?;
                 clients.push(s);
             }
             Err(e) => {
-                eprintln!("connection {i} failed: {e} (raise `ulimit -n`?)");
+                eprintln!("connection {i} to {addr} failed: {e} (raise `ulimit -n`, or --ports?)");
                 break;
             }
         }
@@ -87,14 +100,17 @@ fn be_the_clients(addr: SocketAddr, n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-fn be_the_server(n: usize) -> std::io::Result<()> {
+fn be_the_server(n: usize, ports: usize) -> std::io::Result<()> {
     let config = Config {
         max_connections: n + 16,
         idle_timeout: None,
         ..Config::default()
     };
     let mut reactor = Reactor::new(config, Echo)?;
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    let addrs = (0..ports)
+        .map(|_| reactor.listen("127.0.0.1:0".parse().unwrap()))
+        .collect::<std::io::Result<Vec<SocketAddr>>>()?;
+    let addr = addrs[0];
     let handle = reactor.handle();
     let thread = std::thread::spawn(move || reactor.run());
     let ask_open = || {
@@ -115,7 +131,11 @@ fn be_the_server(n: usize) -> std::io::Result<()> {
     let mut child = Command::new(std::env::current_exe()?)
         .args([
             "--clients",
-            &addr.to_string(),
+            &addrs
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             "--connections",
             &n.to_string(),
         ])

@@ -123,6 +123,18 @@ pub struct Config {
     /// auto-tuning alone. A small send buffer moves backpressure out of the kernel and into
     /// the write queue, where it is visible and counted: useful for demonstrations and for
     /// servers that want memory per connection bounded tightly. Linux doubles the value.
+    ///
+    /// What to expect: when set, each `writev` offers at most this many bytes (at least
+    /// 4 KiB) and the next follows while the kernel takes them whole, so a queue larger than
+    /// the buffer costs a few more system calls per turn; the default path writes a whole
+    /// queue per call. The cap is there because a peer that only reads (a subscriber, a
+    /// download) acknowledges a single large segment only when its delayed-ACK timer fires,
+    /// 40 ms on Linux: one write of a whole queue into a buffer with room for one segment
+    /// made a 4-subscriber fan-out of 256-byte frames fall from ~1.5 million to ~25,000
+    /// deliveries/s at 16 and 32 KiB, and tokio-util falls the same way when it writes whole
+    /// batches. With the cap the same fan-out runs at 1.5 to 2.4 million (BENCHMARKS.md,
+    /// "Small send buffers"). Throughput per connection is still bounded by the buffer over the
+    /// round-trip time, so on a long path a small buffer is slow whatever the writes.
     pub send_buffer_size: Option<usize>,
     /// `SO_RCVBUF` for every connection, in bytes; `None` (the default) leaves auto-tuning on.
     /// A small receive buffer makes a paused reader's TCP window close sooner.
@@ -130,6 +142,13 @@ pub struct Config {
     /// `TCP_NODELAY` on every connection. Default true: frames are already batched by the
     /// write queue, so Nagle's algorithm only adds latency.
     pub nodelay: bool,
+    /// `SO_REUSEPORT` on listeners: several sockets (the reactors of a group, or several
+    /// processes) listen on one port, and the kernel spreads incoming connections among them
+    /// by a hash of the address pair. In a [`crate::ReactorGroup`] it gives every reactor a
+    /// listener of its own, so no reactor accepts for the others (see the group's docs for
+    /// the trade-off). Default false: one listener, and a group's reactor 0 hands connections
+    /// out round-robin.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -151,6 +170,7 @@ impl Default for Config {
             send_buffer_size: None,
             recv_buffer_size: None,
             nodelay: true,
+            reuse_port: false,
         }
     }
 }
@@ -223,11 +243,24 @@ pub(crate) fn check_queue_limit(limit: usize, high_water: usize) -> Result<(), C
     Ok(())
 }
 
+/// The smallest cap on one write that a small [`Config::send_buffer_size`] brings
+/// (`Config::max_write`).
+const MIN_CAPPED_WRITE: usize = 4 * 1024;
+
 impl Config {
     /// The effective per-connection hard limit (see [`Config::queue_limit`]).
     pub fn effective_queue_limit(&self) -> usize {
         self.queue_limit
             .unwrap_or_else(|| self.high_water.saturating_add(self.max_frame + HEADER_LEN))
+    }
+
+    /// The most one write (`writev`) offers the kernel: unbounded by default; when
+    /// [`Config::send_buffer_size`] is set, that size (at least [`MIN_CAPPED_WRITE`]), which
+    /// is half the buffer Linux allocates, so that at least two writes' segments fit in it.
+    /// Why that matters: `Connection::flush_capped` (`conn/write.rs`).
+    pub(crate) fn max_write(&self) -> usize {
+        self.send_buffer_size
+            .map_or(usize::MAX, |n| n.max(MIN_CAPPED_WRITE))
     }
 
     /// The idle timeout for a connection accepted (`outbound` false) or opened by us.

@@ -8,8 +8,15 @@
 //! Why an acceptor and not `SO_REUSEPORT` (a listener per reactor, the kernel picking one by
 //! hashing the 4-tuple)? Round-robin splits connections exactly evenly, where hashing 64
 //! connections over 2 listeners lands outside ±20% of even about one time in ten. The price
-//! is that one thread accepts for everyone: fine up to tens of thousands of connections a
-//! second, which is where a per-core `SO_REUSEPORT` listener would take over.
+//! is that one thread accepts for everyone, and each connection handed out costs a channel
+//! send and a wake-up of the reactor it goes to.
+//!
+//! [`Config::reuse_port`] chooses the other way: every reactor binds its own listener to the
+//! same port with `SO_REUSEPORT` and accepts for itself, nothing is handed out, and the split
+//! is the kernel's hash (even on average, not per connection). Worth it when connections are
+//! short and many, so that accepting is a real share of the work (BENCHMARKS.md, "Accepting
+//! at scale"). Every reactor's listener closes when that reactor shuts down; signals are still
+//! watched by reactor 0 and passed on.
 //!
 //! A [`crate::ConnId`] belongs to the reactor that reported it: send to it through that
 //! reactor's [`crate::Context`] or handle (`ctx.handle()`). Every reactor draws its connections'
@@ -126,8 +133,14 @@ impl<H: Handler + Send + 'static> ReactorGroup<H> {
             r.share_generations(generations.clone());
         }
         let failed = Arc::new(AtomicBool::new(false));
+        let addr = all[0].listen(addr)?;
+        if config.reuse_port {
+            // A listener per reactor, all on the first one's port (it may have been 0).
+            for r in all[1..].iter_mut() {
+                r.listen(addr)?;
+            }
+        }
         let first = &mut all[0];
-        let addr = first.listen(addr)?;
         if let Some(grace) = shutdown_on_signals {
             first.shutdown_on_signals(grace)?;
         }

@@ -324,22 +324,37 @@ impl WriteQueue {
     /// full); `WouldBlock` and other errors come back unchanged and consume nothing. Writing
     /// an empty queue writes nothing and returns `(0, 0)`.
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<(usize, usize)> {
+        self.write_to_max(w, usize::MAX)
+    }
+
+    /// Like [`WriteQueue::write_to`], offering at most `max_bytes` (at least 1) in the call:
+    /// the slice that would pass it is cut short, the rest waits for the next call. Used when
+    /// the socket's send buffer is small (`Config::send_buffer_size`): see `conn/write.rs`.
+    pub fn write_to_max<W: Write>(
+        &mut self,
+        w: &mut W,
+        max_bytes: usize,
+    ) -> io::Result<(usize, usize)> {
         if self.is_empty() {
             return Ok((0, 0));
         }
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
+        let mut room = max_bytes.max(1);
         for seg in &self.segments {
-            if n == MAX_IOVECS {
+            if n == MAX_IOVECS || room == 0 {
                 break;
             }
-            iov[n] = IoSlice::new(seg);
+            let take = seg.len().min(room);
+            iov[n] = IoSlice::new(&seg[..take]);
+            room -= take;
             n += 1;
         }
         // The tail follows the segments on the wire, so it may only join a call that carries
-        // every segment.
-        if n == self.segments.len() && n < MAX_IOVECS && !self.tail.is_empty() {
-            iov[n] = IoSlice::new(&self.tail);
+        // every segment, whole.
+        if n == self.segments.len() && n < MAX_IOVECS && room > 0 && !self.tail.is_empty() {
+            let take = self.tail.len().min(room);
+            iov[n] = IoSlice::new(&self.tail[..take]);
             n += 1;
         }
         let offered = iov[..n].iter().map(|s| s.len()).sum();
@@ -619,5 +634,63 @@ mod tests {
         }
         assert!(w.calls >= 2);
         assert_eq!(w.out, expect);
+    }
+
+    /// Takes everything, and records what each call offered.
+    #[derive(Default)]
+    struct Offers {
+        out: Vec<u8>,
+        offered: Vec<usize>,
+    }
+
+    impl Write for Offers {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let n = bufs.iter().map(|b| b.len()).sum();
+            self.offered.push(n);
+            for b in bufs {
+                self.out.extend_from_slice(b);
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_capped_write_cuts_the_slice_that_would_pass_the_cap_and_keeps_the_order() {
+        let mut q = queue(BIG, 0, BIG);
+        let mut expect = BytesMut::new();
+        for tag in ["a", "b"] {
+            // Zero-copy segments, then small frames in the tail.
+            let p = Bytes::from(format!("\"{}\"", tag.repeat(COPY_MAX * 2)));
+            frame::encode_header(p.len(), &mut expect, BIG).unwrap();
+            expect.extend_from_slice(&p);
+            let _ = q.push_payload(p, BIG).unwrap();
+        }
+        for i in 0..100 {
+            frame::encode_json(&json!(i), &mut expect, BIG).unwrap();
+            let _ = q.push_json(&json!(i), BIG).unwrap();
+        }
+        let total = q.len();
+        let cap = 5000;
+        let mut w = Offers::default();
+        while !q.is_empty() {
+            let (written, offered) = q.write_to_max(&mut w, cap).unwrap();
+            assert_eq!(written, offered);
+        }
+        let mut want = vec![cap; total / cap];
+        if total % cap > 0 {
+            want.push(total % cap);
+        }
+        assert_eq!(
+            w.offered, want,
+            "every call but the last offers exactly the cap"
+        );
+        assert_eq!(w.out, &expect[..]);
+        assert_eq!(q.figures().bytes_written, total as u64);
     }
 }

@@ -10,6 +10,9 @@
 //! cargo bench --bench perf -- server --kind highwater|tokio-tuned --fanout [--sndbuf BYTES]
 //! cargo bench --bench perf -- stream --addr A --conns N --size S --secs T [--server-pid PID]
 //! cargo bench --bench perf -- pingpong --addr A --count N --size S
+//! cargo bench --bench perf -- server --kind highwater-group [--reuse-port] --reactors N
+//! cargo bench --bench perf -- server --kind tokio-reuseport --reactors N
+//! cargo bench --bench perf -- churn --addr A --threads T --secs S [--server-pid PID]
 //! cargo bench --bench perf -- plot --input POINTS --output SVG
 //! ```
 //!
@@ -88,12 +91,22 @@ fn main() {
                 "tokio-tuned" => server.spawn(move || tokio_server(sndbuf, true)),
                 "tokio" => server.spawn(move || tokio_server(sndbuf, false)),
                 "std" => server.spawn(std_server),
+                "highwater-group" => {
+                    let reactors = args.get("reactors", Some(2));
+                    let reuse = args.0.iter().any(|a| a == "--reuse-port");
+                    server.spawn(move || highwater_group(reactors, reuse))
+                }
+                "tokio-reuseport" => {
+                    let threads = args.get("reactors", Some(2));
+                    server.spawn(move || tokio_reuseport(threads))
+                }
                 other => die(&format!("--kind {other:?}")),
             };
             let _ = joined.expect("server thread").join();
         }
         "load" => load(&args),
         "pingpong" => pingpong(&args),
+        "churn" => churn(&args),
         "stream" => stream(&args),
         "plot" => plot(&args),
         other => die(&format!("unknown command {other:?}")),
@@ -230,6 +243,151 @@ fn std_server() {
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || std_conn(stream));
     }
+}
+
+// ----- accepting at scale: many short connections (issue 13 goal 4) ----------------------
+
+/// A `ReactorGroup` of echo reactors: reactor 0 accepting for all and handing out
+/// round-robin (the default), or each with its own `SO_REUSEPORT` listener.
+fn highwater_group(reactors: usize, reuse_port: bool) {
+    let config = Config {
+        idle_timeout: None,
+        write_timeout: None,
+        max_connections: 50_000,
+        reuse_port,
+        ..Config::default()
+    };
+    let group = highwater::ReactorGroup::start(
+        reactors,
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+        |_| Echo,
+    )
+    .expect("group");
+    announce(group.local_addr());
+    let _ = group.join();
+}
+
+/// tokio's way to the same shape without a multi-threaded runtime: a current-thread runtime
+/// per thread, each with its own `SO_REUSEPORT` listener on the one port, the tuned
+/// connection task.
+fn tokio_reuseport(threads: usize) {
+    let bind = |addr: SocketAddr| -> std::net::TcpListener {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        s.set_reuse_port(true).expect("SO_REUSEPORT");
+        s.bind(&addr.into()).expect("bind");
+        s.listen(1024).expect("listen");
+        s.set_nonblocking(true).expect("nonblocking");
+        s.into()
+    };
+    let first = bind("127.0.0.1:0".parse().expect("addr"));
+    let addr = first.local_addr().expect("addr");
+    let mut listeners = vec![first];
+    listeners.extend((1..threads.max(1)).map(|_| bind(addr)));
+    announce(addr);
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(l).expect("listener");
+                    loop {
+                        if let Ok((stream, _)) = listener.accept().await {
+                            tokio::spawn(tokio_conn(stream));
+                        }
+                    }
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// `threads` blocking clients, each in a loop: connect, one 64-byte echo round trip, close.
+/// Prints connections per second and the server's CPU per connection. The client closes
+/// with RST (`SO_LINGER` 0), so no `TIME_WAIT` is left on either side: with ordinary closes
+/// the client's `TIME_WAIT`s hold loopback's ~28,000 ephemeral ports, which Linux lets a new
+/// connect reuse only a second later (`net.ipv4.tcp_tw_reuse`), and every server measured
+/// ~14,000 connections/s, the ports' pace, not its own.
+fn churn(args: &Args) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let addr: SocketAddr = args.get("addr", None);
+    let threads: usize = args.get("threads", Some(4));
+    let secs: f64 = args.get("secs", Some(3.0));
+    let warmup: f64 = args.get("warmup-secs", Some(1.0));
+    let server_pid: u32 = args.get("server-pid", Some(0));
+    let body = payload(64);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let frame = Arc::new(frame);
+    let (done, stop, failed) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            let (frame, done, stop, failed) =
+                (frame.clone(), done.clone(), stop.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut back = vec![0u8; frame.len()];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut once = || -> std::io::Result<()> {
+                        let mut s = std::net::TcpStream::connect(addr)?;
+                        s.set_nodelay(true)?;
+                        s.write_all(&frame)?;
+                        s.read_exact(&mut back)?;
+                        // Close with RST: no TIME_WAIT on either side (see the docs above).
+                        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+                        Ok(())
+                    };
+                    match once() {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(warmup));
+    let (n0, cpu0, t0) = (
+        done.load(Ordering::Relaxed),
+        cpu_ticks(server_pid),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let (n1, cpu1, wall) = (
+        done.load(Ordering::Relaxed),
+        cpu_ticks(server_pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+    let n = n1 - n0;
+    let cpu = match (cpu0, cpu1) {
+        (Some((u0, s0)), Some((u1, s1))) if n > 0 => format!(
+            "{:.0}",
+            ((u1 + s1) - (u0 + s0)) as f64 / ticks_per_sec() * 1e9 / n as f64
+        ),
+        _ => "null".into(),
+    };
+    println!(
+        "{{\"threads\":{threads},\"conns\":{n},\"failed\":{},\"secs\":{wall:.3},\
+         \"conns_per_s\":{:.0},\"server_cpu_ns_per_conn\":{cpu}}}",
+        failed.load(Ordering::Relaxed),
+        n as f64 / wall
+    );
 }
 
 // ----- fan-out: a broker's shape -----------------------------------------------------------

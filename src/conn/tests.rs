@@ -475,3 +475,162 @@ impl Connection<Script> {
         self.pauses.time(now)
     }
 }
+
+// ----- capped writes (small send buffers) ----------------------------------------------
+
+/// A socket with `room` bytes of send buffer left: records what each write offered, takes
+/// what fits (a short write when it fills), then says `WouldBlock`.
+#[derive(Debug, Default)]
+struct Recorder {
+    room: usize,
+    offered: Vec<usize>,
+    sent: Vec<u8>,
+}
+
+impl Transport for Recorder {
+    fn recv_into(&mut self, _: &mut bytes::BytesMut) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Write for Recorder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.offered.push(bufs.iter().map(|b| b.len()).sum());
+        let before = self.sent.len();
+        for b in bufs {
+            let n = b.len().min(self.room - (self.sent.len() - before));
+            self.sent.extend_from_slice(&b[..n]);
+        }
+        let taken = self.sent.len() - before;
+        self.room -= taken;
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn recorded(room: usize) -> Connection<Recorder> {
+    Connection::new(
+        ConnId::new(3, 7),
+        Recorder {
+            room,
+            ..Recorder::default()
+        },
+        None,
+        false,
+        Decoder::new(1 << 20),
+        &ConnSettings {
+            high_water: 1 << 20,
+            low_water: 0,
+            queue_limit: 1 << 21,
+            pause_reads_above_high_water: true,
+            idle_timeout: None,
+            write_timeout: None,
+        },
+        Instant::now(),
+    )
+}
+
+/// Three frames of `n` bytes each, and the bytes they make on the wire.
+fn queue_three(c: &mut Connection<Recorder>, n: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for tag in ["a", "b", "c"] {
+        let payload = format!("\"{}\"", tag.repeat(n - HEADER_LEN - 2));
+        wire.extend_from_slice(&frame(&payload));
+        let _ = c
+            .queue_mut()
+            .push_payload(Bytes::from(payload), 1 << 20)
+            .unwrap();
+    }
+    wire
+}
+
+#[test]
+fn a_capped_flush_writes_cap_sized_pieces_while_they_are_taken_whole() {
+    let mut c = recorded(usize::MAX);
+    let wire = queue_three(&mut c, 100); // 300 bytes, one contiguous tail
+    let done = c.flush_capped(1, Instant::now(), 64);
+    assert_eq!(done.written, 300);
+    assert_eq!(c.transport.offered, [64, 64, 64, 64, 44]);
+    assert_eq!(c.transport.sent, wire, "in order, nothing lost or repeated");
+    assert!(c.writable(), "every write was taken whole: still writable");
+    assert_eq!(c.interest(), R);
+}
+
+#[test]
+fn a_capped_flush_stops_at_the_first_short_write() {
+    let mut c = recorded(150); // the send buffer fills after 150 bytes
+    let wire = queue_three(&mut c, 100);
+    let done = c.flush_capped(1, Instant::now(), 64);
+    assert_eq!(done.written, 150);
+    assert_eq!(
+        c.transport.offered,
+        [64, 64, 64],
+        "the third was short: stop"
+    );
+    assert_eq!(c.queue().len(), 150);
+    assert!(
+        !done.carried,
+        "full, not out of budget: WRITABLE brings it back"
+    );
+    assert_eq!(c.interest(), Some(Interest::READABLE | Interest::WRITABLE));
+    // Room again: the rest, still in pieces, and in order.
+    c.transport.room = usize::MAX;
+    c.on_event(Seen {
+        writable: true,
+        ..Seen::default()
+    });
+    c.flush_capped(2, Instant::now(), 64);
+    assert_eq!(c.transport.offered[3..], [64, 64, 22]);
+    assert_eq!(c.transport.sent, wire);
+}
+
+#[test]
+fn an_uncapped_flush_offers_the_whole_queue_in_one_write() {
+    let mut c = recorded(150);
+    let _ = queue_three(&mut c, 100);
+    let done = c.flush(1, Instant::now());
+    assert_eq!(c.transport.offered, [300]);
+    assert_eq!(done.written, 150);
+}
+
+#[test]
+fn the_write_budget_still_bounds_a_capped_flush() {
+    let mut c = recorded(usize::MAX);
+    let _ = queue_three(&mut c, 100);
+    let done = c.flush_capped(1, Instant::now(), 10);
+    assert!(
+        done.carried,
+        "30 writes wanted, {WRITES_PER_TURN} allowed per turn"
+    );
+    assert_eq!(c.transport.offered.len(), WRITES_PER_TURN);
+    assert_eq!(done.written, 10 * WRITES_PER_TURN);
+}
+
+#[test]
+fn only_a_small_send_buffer_caps_writes() {
+    let config = |send_buffer_size| crate::Config {
+        send_buffer_size,
+        ..crate::Config::default()
+    };
+    assert_eq!(config(None).max_write(), usize::MAX, "the default path");
+    assert_eq!(
+        config(Some(32 * 1024)).max_write(),
+        32 * 1024,
+        "half the doubled buffer"
+    );
+    assert_eq!(config(Some(1024)).max_write(), 4 * 1024, "at least 4 KiB");
+}

@@ -46,10 +46,24 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// [`Connection::flush_capped`] with no cap on a write's size.
+    #[cfg(test)]
+    pub(crate) fn flush(&mut self, turn: u64, now: Instant) -> Flushed {
+        self.flush_capped(turn, now, usize::MAX)
+    }
+
     /// Writes until the queue is empty, the transport's buffer is full (`WouldBlock`: the next
     /// link of the chain is pushing back), or this turn's write budget is spent. Then applies
     /// the low-water mark and a pending half-close.
-    pub(crate) fn flush(&mut self, turn: u64, now: Instant) -> Flushed {
+    ///
+    /// Each write offers at most `max_write` bytes (`Config::max_write`: unbounded unless
+    /// the send buffer was made small); a write the transport takes whole is followed by the
+    /// next, so a cap costs calls, not progress. Why a small send buffer needs it: a peer that
+    /// only reads acknowledges a lone full-sized segment only when its delayed-ACK timer fires
+    /// (~40 ms on Linux), and one write of a whole queue makes exactly one such segment fill
+    /// a small buffer; writes of half the buffer leave room for a second segment, whose
+    /// arrival the peer acknowledges at once (BENCHMARKS.md, "Small send buffers").
+    pub(crate) fn flush_capped(&mut self, turn: u64, now: Instant, max_write: usize) -> Flushed {
         let mut out = Flushed::default();
         if !matches!(self.life, Life::Open | Life::Flushing(_)) {
             return out;
@@ -68,7 +82,7 @@ impl<T: Transport> Connection<T> {
             }
             share.writes += 1;
             let queued = self.queue.len();
-            let result = self.queue.write_to(&mut self.transport);
+            let result = self.queue.write_to_max(&mut self.transport, max_write);
             self.share(turn).bytes_written += queued - self.queue.len();
             match result {
                 Ok((0, _)) => {

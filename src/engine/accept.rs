@@ -64,6 +64,11 @@ impl Engine {
             Some(socket2::Protocol::TCP),
         )?;
         socket.set_reuse_address(true)?;
+        if self.config.reuse_port {
+            // Several listeners on one port (a group's reactors, or processes): the kernel
+            // spreads incoming connections among them.
+            socket.set_reuse_port(true)?;
+        }
         if let Some(n) = self.config.recv_buffer_size {
             socket.set_recv_buffer_size(n)?;
         }
@@ -161,7 +166,8 @@ impl Engine {
     /// round-robin. Handing out costs one channel send and one wake-up per connection, at
     /// accept time only; after that, the connection lives on one reactor and shares nothing.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if !self.peers.is_empty() {
+        // With `reuse_port` every reactor of the group accepts for itself: nothing to hand out.
+        if !self.peers.is_empty() && !self.config.reuse_port {
             let turn = self.next_peer;
             self.next_peer = (turn + 1) % (self.peers.len() + 1);
             if turn > 0 {

@@ -42,12 +42,12 @@ impl Engine {
     /// Writes until the queue is empty, the kernel's send buffer is full, or the turn's write
     /// budget is spent (`Connection::flush`, `conn/write.rs`), then acts on what that did.
     fn flush(&mut self, id: ConnId) {
-        let (now, turn) = (self.now, self.counters.turns);
+        let (now, turn, max_write) = (self.now, self.counters.turns, self.config.max_write());
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let writes_before = conn.share(turn).writes;
-        let done = conn.flush(turn, now);
+        let done = conn.flush_capped(turn, now, max_write);
         self.counters.writev_calls += (conn.share(turn).writes - writes_before) as u64;
         self.held.queued -= done.written;
         if done.carried {
