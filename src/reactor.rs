@@ -23,7 +23,9 @@
 //!    connection with bytes queued marked dirty; then, if it may read, `Engine::read`
 //!    (`engine/read.rs`) reads it: at most [`READS_PER_TURN`]
 //!    `recv` calls and [`FRAMES_PER_TURN`] messages this turn. The waker's event applies
-//!    commands (step 5's function); the signal pipe's starts a shutdown.
+//!    commands (step 5's function); the signal pipe's starts a shutdown. After every
+//!    [`FLUSH_EVERY_EVENTS`] (64) events, what they produced is flushed as in step 6, so the
+//!    first connections of a large batch get their replies before the last are read.
 //! 3. **Ready list** ([`Reactor::read_ready_list`]): connections that ran out of read budget
 //!    (last turn, or earlier in this one), or resumed with input waiting, are read without an
 //!    event, each visited once, with what is left of *this turn's* budget. Whoever still has
@@ -61,7 +63,8 @@
 //!
 //! ## When `on_drain` is called
 //!
-//! In step 6 only, never inside another callback. `Connection::flush` (`conn/write.rs`) writes,
+//! In step 6 (or the same flush after every [`FLUSH_EVERY_EVENTS`] events of a large batch),
+//! never inside another callback. `Connection::flush` (`conn/write.rs`) writes,
 //! and the queue falls
 //! to the low-water mark after having reached high-water: `WriteQueue::take_drain` reports it
 //! once, `Engine::flush` queues `Notice::Drain`, and [`Reactor::deliver_notices`], in the same
@@ -125,6 +128,14 @@ pub const WRITES_PER_TURN: usize = 16;
 /// out of either budget with bytes queued and its socket still writable is flushed again next
 /// turn, and the poll in between does not sleep.
 pub const WRITE_BYTES_PER_TURN: usize = 256 * 1024;
+
+/// Events handled before the replies they produced are written, in a large batch. Each
+/// connection's replies to one visit still leave in one `writev` (a visit reads and delivers
+/// all it may before the next event), so flushing every so many events costs no batching, and
+/// the first connections of a 1,024-event batch no longer wait for the last one's messages to
+/// be handled before their replies go out (at thousands of busy connections that wait was
+/// milliseconds: issue 16).
+pub(crate) const FLUSH_EVERY_EVENTS: usize = 64;
 
 /// Commands from handles applied per turn before polling again: per turn, across the waker's
 /// event (step 2) and the leftovers' step (step 5).
@@ -295,8 +306,11 @@ impl<H: Handler> Reactor<H> {
     /// Steps 2 to 7 of a turn, at time `now`. Nothing below reads the clock.
     fn process(&mut self, events: &Events, now: Instant) {
         self.engine.begin_turn(now);
-        for event in events.iter() {
+        for (i, event) in events.iter().enumerate() {
             self.dispatch(event);
+            if (i + 1) % FLUSH_EVERY_EVENTS == 0 {
+                self.flush_and_deliver();
+            }
         }
         self.read_ready_list();
         self.engine.fire_timers();
@@ -387,6 +401,13 @@ impl<H: Handler> Reactor<H> {
     /// (drains, closes; their callbacks may queue more), repeat until quiet, then free the
     /// slots of closed connections.
     fn settle(&mut self) {
+        self.flush_and_deliver();
+        self.engine.conns.reap();
+    }
+
+    /// Flushes and re-syncs every dirty connection and delivers what that caused, until quiet:
+    /// step 6, and also after every [`FLUSH_EVERY_EVENTS`] events of a large batch.
+    fn flush_and_deliver(&mut self) {
         loop {
             self.engine.flush_dirty();
             if self.engine.notices.is_empty() {
@@ -394,7 +415,6 @@ impl<H: Handler> Reactor<H> {
             }
             self.deliver_notices();
         }
-        self.engine.conns.reap();
     }
 }
 

@@ -322,7 +322,9 @@ impl WriteQueue {
     /// One `writev` of as many queued frames as fit in 64 slices. Returns the bytes the
     /// kernel took and the bytes offered (fewer taken than offered: the kernel's buffer is
     /// full); `WouldBlock` and other errors come back unchanged and consume nothing. Writing
-    /// an empty queue writes nothing and returns `(0, 0)`.
+    /// an empty queue writes nothing and returns `(0, 0)`. (The reactor itself calls
+    /// [`WriteQueue::write_to_max`]; this is the uncapped form, for tests and benches.)
+    #[cfg(any(test, feature = "internals"))]
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<(usize, usize)> {
         self.write_to_max(w, usize::MAX)
     }
