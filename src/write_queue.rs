@@ -2,7 +2,7 @@
 //! high-water mark, a low-water mark and a hard limit.
 //!
 //! This is the application's end of the backpressure chain. The kernel's send buffer is
-//! the next link: [`WriteQueue::write_to`] hands it as many queued frames as it will take in
+//! the next link: `WriteQueue::write_to` hands it as many queued frames as it will take in
 //! one `writev`, and when it takes nothing (`WouldBlock`) the bytes stay here and count.
 //!
 //! Invariants:
@@ -329,7 +329,7 @@ impl WriteQueue {
         self.write_to_max(w, usize::MAX)
     }
 
-    /// Like [`WriteQueue::write_to`], offering at most `max_bytes` (at least 1) in the call:
+    /// Like `WriteQueue::write_to`, offering at most `max_bytes` (at least 1) in the call:
     /// the slice that would pass it is cut short, the rest waits for the next call. Used when
     /// the socket's send buffer is small (`Config::send_buffer_size`): see `conn/write.rs`.
     pub fn write_to_max<W: Write>(

@@ -1,7 +1,7 @@
 //! The write side: from the write queue to the transport, within the turn's budget, and what
 //! that changes (the low-water mark, the half-close).
 //!
-//! The engine calls [`Connection::flush`] for each dirty connection at the end of a turn
+//! The engine calls [`Connection::flush_capped`] for each dirty connection at the end of a turn
 //! (`engine/flush.rs`) and acts on what it reports: accounting, `on_drain`, the close.
 
 use std::io;
@@ -20,7 +20,7 @@ pub(super) enum WriteSide {
     Shut,
 }
 
-/// What one [`Connection::flush`] did.
+/// What one `Connection::flush` did.
 #[derive(Debug, Default)]
 pub(crate) struct Flushed {
     /// Bytes the transport took.
