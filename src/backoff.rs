@@ -6,8 +6,15 @@
 //! sooner than that; the ceiling doubles, so a server that stays away is asked less and less
 //! often; the draw spreads a fleet of clients that lost the same server, so they do not come
 //! back in lockstep.
+//!
+//! What counts as a success matters as much. A connection that opens is not one yet: a
+//! server shedding load accepts and drops connections at once, and a client that started
+//! again from `min` at every accept would knock every `min`, forever, as hard as it can. So
+//! the count restarts only when a connection proves healthy: it stayed open for `max`, or
+//! (for request clients) the peer answered a request. One that ends sooner is one more
+//! failure.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The delay after `attempt` failures in a row, for a random draw `draw` (any `u64`):
 /// `min + draw mod (ceiling - min + 1)` microseconds, with `ceiling = min(max, min * 2^attempt)`
@@ -32,6 +39,8 @@ pub(crate) struct Backoff {
     max: Duration,
     attempt: u32,
     rng: u64,
+    /// When the current connection opened, until it ends or proves healthy.
+    opened_at: Option<Instant>,
 }
 
 impl Backoff {
@@ -48,6 +57,7 @@ impl Backoff {
             max,
             attempt: 0,
             rng: seed | 1,
+            opened_at: None,
         }
     }
 
@@ -62,9 +72,25 @@ impl Backoff {
         d
     }
 
-    /// A connection opened: the next delay is `min` again.
+    /// A connection opened at `now`. Not a success yet: see the module docs.
+    pub(crate) fn opened(&mut self, now: Instant) {
+        self.opened_at = Some(now);
+    }
+
+    /// The connection ended at `now` (or a connect failed). If it had stayed open for `max`,
+    /// it counts as a success and the next delay is `min` again; otherwise the count goes on.
+    pub(crate) fn closed(&mut self, now: Instant) {
+        if let Some(opened) = self.opened_at.take() {
+            if now.saturating_duration_since(opened) >= self.max {
+                self.attempt = 0;
+            }
+        }
+    }
+
+    /// The peer proved the connection healthy (it answered): the next delay is `min` again.
     pub(crate) fn reset(&mut self) {
         self.attempt = 0;
+        self.opened_at = None;
     }
 
     /// Delays drawn since the last reset.
@@ -140,5 +166,35 @@ mod tests {
         b.reset();
         assert_eq!(b.attempt(), 0);
         assert_eq!(b.next_delay(), min);
+    }
+
+    #[test]
+    fn a_connection_counts_as_a_success_only_once_it_lasted_max() {
+        let (min, max) = (MS, 64 * MS);
+        let t0 = Instant::now();
+        let mut b = Backoff::new(min, max);
+        b.next_delay();
+        b.next_delay();
+        assert_eq!(b.attempt(), 2);
+        // Accepted and dropped at once: one more failure, not a fresh start.
+        b.opened(t0);
+        b.closed(t0 + max - MS);
+        assert_eq!(b.attempt(), 2);
+        b.next_delay();
+        assert_eq!(b.attempt(), 3);
+        // A connect that failed (never opened) changes nothing either.
+        b.closed(t0 + 10 * max);
+        assert_eq!(b.attempt(), 3);
+        // Open for max: healthy. The next delay is min again.
+        b.opened(t0);
+        b.closed(t0 + max);
+        assert_eq!(b.attempt(), 0);
+        assert_eq!(b.next_delay(), min);
+        // An answer proves it at once, and the close that follows does not undo it.
+        b.next_delay();
+        b.opened(t0);
+        b.reset();
+        b.closed(t0 + MS);
+        assert_eq!(b.attempt(), 0);
     }
 }

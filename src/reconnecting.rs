@@ -26,7 +26,8 @@ pub struct ReconnectConfig {
     /// The first reconnection delay; the ceiling of the random delay doubles on each failure
     /// in a row. Default 50 ms.
     pub backoff_min: Duration,
-    /// The longest reconnection delay. Default 5 s.
+    /// The longest reconnection delay, and how long a connection must stay open to count as
+    /// a success (restarting the delays from `backoff_min`). Default 5 s.
     pub backoff_max: Duration,
 }
 
@@ -50,8 +51,9 @@ pub struct ReconnectFigures {
     pub connect_failures: u64,
     /// Connections lost after they had opened (the peer closed, reset, a timeout, ...).
     pub lost: u64,
-    /// Reconnections scheduled since a connection last opened: the number the backoff doubles
-    /// on. 0 while connected.
+    /// Failures in a row: failed connects, and connections that ended before they had stayed
+    /// open for `backoff_max` (a server that accepts and drops connections at once is not
+    /// asked again every `backoff_min`). The number the backoff doubles on.
     pub retries: u32,
     /// The delay of the reconnection waiting now, drawn from `[backoff_min, min(backoff_max,
     /// backoff_min * 2^(retries - 1))]`; `None` when none waits.
@@ -77,10 +79,11 @@ pub struct ReconnectFigures {
 ///
 /// **Reconnection.** When the connection is lost, or a connect fails, a reconnection is
 /// scheduled after a delay drawn from `[backoff_min, min(backoff_max, backoff_min * 2^n)]`,
-/// `n` counting the reconnections scheduled before this one since a connection last opened:
-/// the first comes after `backoff_min`, later ones spread further apart, and a fleet of
-/// clients that lost the same server does not come back in lockstep. A connection that opens
-/// resets `n`.
+/// `n` counting the failures in a row before this one: the first comes after `backoff_min`,
+/// later ones spread further apart, and a fleet of clients that lost the same server does not
+/// come back in lockstep. Only a connection that stayed open for `backoff_max` resets `n`: one
+/// the server drops sooner (a server shedding load accepts and closes) is one more failure, so
+/// such a server is asked less and less often instead of every `backoff_min`.
 /// A connect that never completes is given up after [`crate::Config::connect_timeout`]. A
 /// peer that vanishes without closing is noticed by [`crate::Config::write_timeout`] once our
 /// bytes back up, or by [`crate::Config::outbound_idle_timeout`] if the stream can go quiet.
@@ -290,9 +293,9 @@ impl Reconnecting {
     }
 
     /// Pass [`crate::Handler::on_open`] here. Returns true if it was this stream's connection,
-    /// now open: resume producing. The backoff starts again from `backoff_min`.
+    /// now open: resume producing. The backoff starts again from `backoff_min` once the
+    /// connection has stayed open for `backoff_max`.
     pub fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) -> bool {
-        let _ = ctx;
         if self.conn != Some(conn) {
             return false;
         }
@@ -300,7 +303,10 @@ impl Reconnecting {
             return true; // closed while connecting; its on_close follows
         }
         self.open = true;
-        self.backoff.reset();
+        // Not a success yet: only a connection that stays open for `backoff_max` restarts
+        // the delays (see `backoff`), so a server that drops every connection is asked less
+        // and less often.
+        self.backoff.opened(ctx.now());
         self.figures.backoff = None;
         self.figures.connects += 1;
         if self.figures.connects > 1 {
@@ -325,6 +331,7 @@ impl Reconnecting {
         if self.conn != Some(conn) {
             return false;
         }
+        self.backoff.closed(ctx.now());
         // Figures are still readable inside on_close: what never reached the kernel?
         let unsent = ctx
             .queue_figures(conn)

@@ -12,7 +12,10 @@
 //!   and the caller learns immediately that it should shed or slow down.
 //! - **A deadline per request.** It fails with [`RequestError::TimedOut`]; a reply arriving
 //!   later is dropped.
-//! - **Reconnection with exponential backoff and jitter** after the connection is lost.
+//! - **Reconnection with exponential backoff and jitter** after the connection is lost. A
+//!   connection counts as a success (restarting the delays) once a reply arrives on it or it
+//!   stayed open for `backoff_max`: a server that accepts and drops every connection, as an
+//!   overloaded one may, is asked less and less often, not every `backoff_min`.
 //!   Requests that never reached the wire (still in our write queue, not handed to the
 //!   kernel) are sent again on the new connection; those that did reach it fail with
 //!   [`RequestError::ConnectionLost`], because the server may or may not have acted on them.
@@ -103,7 +106,8 @@ pub struct RequestConfig {
     pub timeout: Duration,
     /// First reconnection delay; doubles on each failure. Default 50 ms.
     pub backoff_min: Duration,
-    /// Longest reconnection delay. Default 5 s.
+    /// Longest reconnection delay. Default 5 s. A connection that brought a reply, or stayed
+    /// open this long, counts as a success: the delays start again from `backoff_min`.
     pub backoff_max: Duration,
 }
 
@@ -153,6 +157,9 @@ pub struct RequestFigures {
     pub replies: u64,
     /// Connections made (the first and every reconnection).
     pub connects: u64,
+    /// Failures in a row (failed connects, and connections that ended before they proved
+    /// healthy): the number the next backoff delay doubles with.
+    pub retries: u32,
 }
 
 /// The request side of a handler: ids, the pending cap, deadlines and reconnection. Embed it
@@ -323,7 +330,9 @@ impl Requests {
         }
         self.connected = true;
         self.held = false;
-        self.backoff.reset();
+        // Not a success yet: a server that accepts and drops connections must not be asked
+        // again every `backoff_min` (see `backoff`). A reply, or `backoff_max` open, is one.
+        self.backoff.opened(ctx.now());
         self.figures.connects += 1;
         self.send_unsent(ctx);
         true
@@ -350,6 +359,8 @@ impl Requests {
         };
         ctx.cancel_timer(p.deadline);
         self.figures.replies += 1;
+        // The server answers: a healthy connection, so the next loss waits `backoff_min`.
+        self.backoff.reset();
         Some(Completion {
             tag: p.tag,
             result: Ok(reply),
@@ -406,6 +417,7 @@ impl Requests {
             self.connected = false;
             return self.close(ctx);
         }
+        self.backoff.closed(ctx.now());
         // Figures are still readable inside on_close: how far did the kernel get?
         let written = ctx.queue_figures(conn).map_or(0, |f| f.bytes_written);
         log::debug!("request client: connection lost ({reason}); {written} bytes had been written");
@@ -479,6 +491,7 @@ impl Requests {
     pub fn figures(&self) -> RequestFigures {
         RequestFigures {
             pending: self.pending.len(),
+            retries: self.backoff.attempt(),
             ..self.figures
         }
     }
