@@ -3,7 +3,7 @@
 //!
 //! This is the application's end of the backpressure chain. The kernel's send buffer is
 //! the next link: `WriteQueue::write_to` hands it as many queued frames as it will take in
-//! one `writev`, and when it takes nothing (`WouldBlock`) the bytes stay here and count.
+//! one `writev` (one `send` when they are a single slice), and when it takes nothing (`WouldBlock`) the bytes stay here and count.
 //!
 //! Invariants:
 //! - `len()` is exactly the number of bytes not yet accepted by the kernel.
@@ -173,7 +173,7 @@ pub struct QueueFigures {
     pub bytes_queued: u64,
     /// Bytes handed to the kernel.
     pub bytes_written: u64,
-    /// `writev` calls that wrote something.
+    /// Write calls that wrote something (`writev`, or `send` for a single slice).
     pub writes: u64,
     /// The queue's high-water mark: at or above it, sends return [`Pressure::High`].
     pub high_water: usize,
