@@ -171,12 +171,22 @@ impl RawJson {
     }
 }
 
+/// One pass: the validator checks UTF-8 inside strings as it goes (`validate.rs`), so a
+/// payload it accepts is valid UTF-8 and needs no `from_utf8` pass. Only a rejected payload is
+/// passed to `from_utf8`, so that the error says what it always said: a payload with invalid
+/// UTF-8 anywhere gets the `invalid UTF-8: …` detail, any other the validator's.
 impl Decode for RawJson {
     fn decode(payload: Bytes) -> Result<RawJson, DecodeError> {
-        utf8(&payload)?;
-        crate::validate::validate(&payload)
-            .map_err(|e| DecodeError::new(format!("{} at byte {}", e.what, e.at)))?;
-        Ok(RawJson { bytes: payload })
+        if payload.is_empty() {
+            return Err(DecodeError::new("empty payload"));
+        }
+        match crate::validate::validate(&payload) {
+            Ok(()) => Ok(RawJson { bytes: payload }),
+            Err(e) => {
+                utf8(&payload)?;
+                Err(DecodeError::new(format!("{} at byte {}", e.what, e.at)))
+            }
+        }
     }
 }
 
@@ -265,6 +275,58 @@ mod tests {
         // Even inside a field the struct ignores.
         let hidden = b"{\"a\":1,\"skip\":\"\xff\"}";
         assert!(Typed::decode(Bytes::from_static(hidden)).is_err());
+    }
+
+    /// The details an `invalid_json` reply carries are what the two passes (`from_utf8`, then
+    /// the validator) gave before they were fused: invalid UTF-8 anywhere wins, even after a
+    /// syntax error that the validator meets first.
+    #[test]
+    fn raw_json_errors_read_as_before_the_passes_were_fused() {
+        fn two_passes(s: &[u8]) -> Result<(), String> {
+            utf8(s).map_err(|e| e.detail().to_string())?;
+            crate::validate::validate(s).map_err(|e| format!("{} at byte {}", e.what, e.at))
+        }
+        for bad in [
+            &b""[..],
+            b"\"\xff\"",
+            b"[1,]\xff",
+            b"{\"a\":\"\xe2\x82\"}",
+            b"\"\xed\xa0\x80\"",
+            b"\xc3\xa9",
+            b"[\"\xc3\xa9\",]",
+            b"\"\xf0\x9f\x98",
+        ] {
+            let got = raw(bad).map(drop).map_err(|e| e.detail().to_string());
+            assert!(got.is_err(), "{bad:x?}");
+            assert_eq!(got, two_passes(bad), "{bad:x?}");
+        }
+        assert_eq!(
+            raw(b"[1,]\xff").unwrap_err().detail(),
+            "invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 4"
+        );
+        assert_eq!(
+            raw(b"[1,]").unwrap_err().detail(),
+            "expected a value at byte 3"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn raw_json_verdict_and_detail_match_the_two_passes(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(b"{}[]:,\"\\ 1a\x80\xbf\xc3\xe2\xed\xf0\xff".to_vec()),
+                0..24,
+            ),
+        ) {
+            let got = raw(&bytes).map(drop).map_err(|e| e.detail().to_string());
+            // `utf8` says "empty payload" for an empty one, as it did.
+            let expected = utf8(&bytes).map_err(|e| e.detail().to_string()).and_then(|_| {
+                crate::validate::validate(&bytes).map_err(|e| format!("{} at byte {}", e.what, e.at))
+            });
+            proptest::prop_assert_eq!(got, expected, "{:x?}", bytes);
+        }
     }
 
     #[test]

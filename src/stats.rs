@@ -43,7 +43,7 @@ pub struct ConnFigures {
     pub bytes_queued: u64,
     /// Bytes handed to the kernel.
     pub bytes_out: u64,
-    /// `writev` calls that wrote something.
+    /// Write calls that wrote something (`writev`, or `send` when the queue was one slice).
     pub writes: u64,
     /// Complete frames received.
     pub frames_in: u64,
@@ -117,7 +117,8 @@ pub struct ReactorFigures {
     /// `recv` calls since start, including any that found nothing. With `frames_in`, the
     /// figure that shows how well reads are batched.
     pub recv_calls: u64,
-    /// `writev` calls since start, including any that the kernel refused.
+    /// Write calls since start (`writev`, or `send` when the queue was one slice),
+    /// including any that the kernel refused.
     pub writev_calls: u64,
     /// Pending entries in the timer heap.
     pub timers: usize,

@@ -9,8 +9,13 @@
 //! too large for an `f64` (say `1e400`) is valid JSON by the grammar and accepted here, while
 //! serde_json's `Value` rejects it as out of range.
 //!
-//! The caller checks UTF-8 first (`std::str::from_utf8`, which is fast on ASCII); this file
-//! then only has to look at bytes that mean something to JSON.
+//! It also checks UTF-8, in the same pass. JSON's structure (brackets, commas, colons,
+//! literals, numbers, escapes) is all ASCII, and every structural position here accepts only
+//! the ASCII bytes the grammar names, so a byte of 0x80 or more outside a string is already an
+//! error. Only string contents may hold other characters: the string scan stops at a byte of
+//! 0x80 or more as it stops at a quote, and checks the run of text from there to the next
+//! quote, backslash or control character as UTF-8. So an accepted payload is valid UTF-8, and
+//! ASCII text (the usual case) costs no separate `std::str::from_utf8` pass over every payload.
 
 use crate::message::MAX_DEPTH;
 
@@ -156,7 +161,7 @@ impl Cursor<'_> {
     /// After the opening quote, up to and including the closing one.
     fn string(&mut self) -> Result<(), Invalid> {
         loop {
-            self.skip_plain_string_bytes();
+            self.skip_string_bytes::<true>();
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -166,38 +171,69 @@ impl Cursor<'_> {
                     self.pos += 1;
                     self.escape()?;
                 }
+                Some(0x80..) => {
+                    // Text that is not ASCII: take the whole run up to the next byte that
+                    // needs attention, and check it in one go.
+                    let run = self.pos;
+                    self.skip_string_bytes::<false>();
+                    self.utf8(run)?;
+                }
                 Some(_) => return Err(self.err("control character in string")),
                 None => return Err(self.err("unterminated string")),
             }
         }
     }
 
-    /// Skips bytes that need no attention inside a string: anything but `"`, `\` and control
-    /// characters. Eight at a time while no such byte is in the word (the "has a byte less
-    /// than n" and "has a zero byte" bit tricks, exact for existence).
-    fn skip_plain_string_bytes(&mut self) {
+    /// Skips the bytes of a string that need no attention: anything but `"`, `\` and control
+    /// characters, and with `ASCII_ONLY`, anything but ASCII too. Stops at the first byte that
+    /// does, or at the end.
+    ///
+    /// Eight bytes at a time: each test below sets the high bit of every byte that matches (the
+    /// "has a zero byte" and "has a byte less than n" tricks), and the lowest byte flagged is
+    /// exact (a false flag can only come from a borrow out of a matching byte below it), so
+    /// its position is the answer without a byte-by-byte rescan.
+    fn skip_string_bytes<const ASCII_ONLY: bool>(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
-        while let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let x = u64::from_le_bytes(word);
+        /// High bit set in each byte of `x` equal to `byte`.
+        fn equal(x: u64, byte: u8) -> u64 {
+            let y = x ^ (ONES * u64::from(byte));
+            y.wrapping_sub(ONES) & !y
+        }
+        while let Some(word) = self.b.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
+            let x = u64::from_le_bytes(*word);
+            // `& !x`: a byte with its own high bit set is not a control character.
             let control = x.wrapping_sub(ONES * 0x20) & !x;
-            let quote =
-                (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
-            let slash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
-                & !(x ^ (ONES * u64::from(b'\\')));
-            if (control | quote | slash) & HIGHS != 0 {
-                break;
+            // `x` itself: its high bits are the bytes that are not ASCII.
+            let non_ascii = if ASCII_ONLY { x } else { 0 };
+            let special = (control | equal(x, b'"') | equal(x, b'\\') | non_ascii) & HIGHS;
+            if special != 0 {
+                // Little-endian: the first byte is the lowest.
+                self.pos += special.trailing_zeros() as usize / 8;
+                return;
             }
             self.pos += 8;
         }
         while let Some(b) = self.peek() {
-            if b == b'"' || b == b'\\' || b < 0x20 {
+            if b == b'"' || b == b'\\' || b < 0x20 || (ASCII_ONLY && b >= 0x80) {
                 return;
             }
             self.pos += 1;
         }
+    }
+
+    /// Checks that the string bytes from `start` to here are UTF-8. They hold no quote,
+    /// backslash or control character, all ASCII: no multi-byte sequence can span those, so
+    /// a run between them is valid exactly when it is valid on its own. The standard
+    /// library's check rules out what JSON must not carry either: overlong forms, surrogates,
+    /// code points above U+10FFFF, sequences cut short.
+    fn utf8(&self, start: usize) -> Result<(), Invalid> {
+        std::str::from_utf8(&self.b[start..self.pos])
+            .map(drop)
+            .map_err(|e| Invalid {
+                at: start + e.valid_up_to(),
+                what: "invalid UTF-8",
+            })
     }
 
     /// After a backslash. Surrogates must pair up, as serde_json requires.
@@ -229,7 +265,8 @@ impl Cursor<'_> {
     }
 }
 
-/// Checks that `input` is exactly one JSON value, with optional surrounding whitespace.
+/// Checks that `input` is exactly one JSON value, with optional surrounding whitespace, and
+/// valid UTF-8 (see the module docs).
 pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
     let mut c = Cursor { b: input, pos: 0 };
     let mut stack = Stack { bits: 0, depth: 0 };
@@ -406,15 +443,82 @@ mod tests {
         }
     }
 
+    /// The validator's UTF-8 verdict inside strings is `std::str::from_utf8`'s, for the edge
+    /// cases of every sequence length, wherever they fall in the scan's 8-byte words.
+    #[test]
+    fn utf8_in_strings_agrees_with_from_utf8() {
+        let cases: &[&[u8]] = &[
+            // Well-formed, at the edges of each range.
+            b"\xC2\x80",
+            b"\xDF\xBF",
+            b"\xE0\xA0\x80",
+            b"\xED\x9F\xBF",
+            b"\xEE\x80\x80",
+            b"\xEF\xBF\xBF",
+            b"\xF0\x90\x80\x80",
+            b"\xF4\x8F\xBF\xBF",
+            "é ☃ 😀".as_bytes(),
+            // Overlong encodings.
+            b"\xC0\x80",
+            b"\xC1\xBF",
+            b"\xE0\x80\x80",
+            b"\xE0\x9F\xBF",
+            b"\xF0\x80\x80\x80",
+            b"\xF0\x8F\xBF\xBF",
+            // Surrogates, encoded directly.
+            b"\xED\xA0\x80",
+            b"\xED\xBF\xBF",
+            // Above U+10FFFF, and bytes that never occur.
+            b"\xF4\x90\x80\x80",
+            b"\xF5\x80\x80\x80",
+            b"\xFE",
+            b"\xFF",
+            // Lone continuation bytes, and sequences cut short (by the quote, or by ASCII).
+            b"\x80",
+            b"\xBF",
+            b"\xC3",
+            b"\xE2\x82",
+            b"\xF0\x9F\x98",
+            b"\xE2\x82a",
+            b"\xC3\xA9\x80",
+        ];
+        for &case in cases {
+            for pad in 0..17 {
+                let mut text = b"\"".to_vec();
+                text.extend(std::iter::repeat_n(b'x', pad));
+                text.extend_from_slice(case);
+                text.extend(std::iter::repeat_n(b'y', pad % 5));
+                text.push(b'"');
+                let expected = std::str::from_utf8(&text).is_ok();
+                assert_eq!(validate(&text).is_ok(), expected, "{text:x?}");
+                // Cut off before the closing quote: never valid, never a panic.
+                assert!(validate(&text[..text.len() - 1]).is_err());
+                // A truncated sequence at the very end of the input.
+                let mut cut = b"\"".to_vec();
+                cut.extend(std::iter::repeat_n(b'x', pad));
+                cut.extend_from_slice(&case[..case.len() - 1]);
+                assert!(validate(&cut).is_err(), "{cut:x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_ascii_outside_strings_is_rejected() {
+        for text in ["é", "[é]", "1é", "{\"a\"é:1}", "[1,\u{a0}2]", "\u{feff}{}"] {
+            assert!(!ok(text), "{text:?}");
+        }
+    }
+
     mod parity {
         use super::super::validate;
         use proptest::prelude::*;
         use serde_json::Value;
 
-        /// serde_json's verdict, minus the one documented difference (out-of-range numbers).
+        /// The verdict of `std::str::from_utf8` and then serde_json, minus the one documented
+        /// difference (out-of-range numbers).
         fn serde_verdict(bytes: &[u8]) -> Option<bool> {
             let Ok(text) = std::str::from_utf8(bytes) else {
-                return None; // the caller rejects non-UTF-8 before validating
+                return Some(false);
             };
             match serde_json::from_str::<Value>(text) {
                 Ok(_) => Some(true),
@@ -422,6 +526,17 @@ mod tests {
                 Err(_) => Some(false),
             }
         }
+
+        /// Bytes for the UTF-8 property: ASCII, the bytes JSON treats specially, every kind of
+        /// UTF-8 lead byte at its range edges, continuation bytes at theirs, and bytes no
+        /// UTF-8 text may hold.
+        const TRICKY_BYTES: &[u8] = &[
+            b'a', b'x', b' ', b'"', b'\\', b'u', b'n', b'0', 0x00, 0x1F, 0x7F, // ASCII
+            0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, // continuations
+            0xC0, 0xC1, 0xC2, 0xDF, // 2-byte leads (C0, C1: always overlong)
+            0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, // 3-byte leads (ED: surrogates follow A0..)
+            0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xF8, 0xFF, // 4-byte leads, and never-valid bytes
+        ];
 
         fn json() -> impl Strategy<Value = Value> {
             let leaf = prop_oneof![
@@ -472,6 +587,33 @@ mod tests {
                         "{:?}",
                         String::from_utf8_lossy(&text)
                     );
+                }
+            }
+
+            #[test]
+            fn agrees_with_from_utf8_and_serde_json_on_strings_of_any_bytes(
+                body in prop::collection::vec(prop::sample::select(TRICKY_BYTES.to_vec()), 0..40),
+                any_bytes in prop::collection::vec(any::<u8>(), 0..12),
+                key in any::<bool>(),
+            ) {
+                // Bytes that matter to UTF-8 (leads, continuations, the bytes no sequence may
+                // hold) mixed with ASCII, quotes, escapes and control characters, in a string
+                // value or an object key, plus a few wholly arbitrary bytes.
+                let mut text = if key { b"{\"".to_vec() } else { b"[\"".to_vec() };
+                text.extend_from_slice(&body);
+                text.extend_from_slice(&any_bytes);
+                text.extend_from_slice(if key { b"\":1}" } else { b"\"]" });
+                if let Some(expected) = serde_verdict(&text) {
+                    prop_assert_eq!(validate(&text).is_ok(), expected, "{:x?}", text);
+                }
+            }
+
+            #[test]
+            fn agrees_with_from_utf8_and_serde_json_on_any_bytes(
+                bytes in prop::collection::vec(any::<u8>(), 0..16),
+            ) {
+                if let Some(expected) = serde_verdict(&bytes) {
+                    prop_assert_eq!(validate(&bytes).is_ok(), expected, "{:x?}", bytes);
                 }
             }
 

@@ -3,7 +3,7 @@
 //!
 //! This is the application's end of the backpressure chain. The kernel's send buffer is
 //! the next link: `WriteQueue::write_to` hands it as many queued frames as it will take in
-//! one `writev`, and when it takes nothing (`WouldBlock`) the bytes stay here and count.
+//! one `writev` (one `send` when they are a single slice), and when it takes nothing (`WouldBlock`) the bytes stay here and count.
 //!
 //! Invariants:
 //! - `len()` is exactly the number of bytes not yet accepted by the kernel.
@@ -173,7 +173,7 @@ pub struct QueueFigures {
     pub bytes_queued: u64,
     /// Bytes handed to the kernel.
     pub bytes_written: u64,
-    /// `writev` calls that wrote something.
+    /// Write calls that wrote something (`writev`, or `send` for a single slice).
     pub writes: u64,
     /// The queue's high-water mark: at or above it, sends return [`Pressure::High`].
     pub high_water: usize,
@@ -360,7 +360,14 @@ impl WriteQueue {
             n += 1;
         }
         let offered = iov[..n].iter().map(|s| s.len()).sum();
-        let written = w.write_vectored(&iov[..n])?;
+        // One slice (a reply or a turn's replies in the tail, the usual case) goes out with
+        // `write`, which on a socket is `send(2)`: it skips the iovec import and the file
+        // layer that `writev(2)` goes through (the path the blocking std server takes).
+        let written = if n == 1 {
+            w.write(&iov[0])?
+        } else {
+            w.write_vectored(&iov[..n])?
+        };
         self.consume(written);
         Ok((written, offered))
     }
@@ -660,6 +667,39 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Records which call each write came through: `write` (`send(2)` on a socket) or
+    /// `write_vectored` (`writev(2)`).
+    #[derive(Default)]
+    struct Calls(Vec<&'static str>);
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push("write");
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.0.push("write_vectored");
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_slice_goes_out_with_write_and_several_with_write_vectored() {
+        let mut q = queue(BIG, 0, BIG);
+        let mut w = Calls::default();
+        let _ = q.push_payload(Bytes::from_static(b"{}"), BIG).unwrap();
+        let _ = q.push_payload(Bytes::from_static(b"[]"), BIG).unwrap();
+        assert_eq!(q.write_to_max(&mut w, BIG).unwrap(), (12, 12));
+        let big = Bytes::from(vec![b'1'; COPY_MAX + 1]);
+        let _ = q.push_payload(big, BIG).unwrap(); // a header in the tail, then a segment
+        assert_eq!(q.write_to_max(&mut w, BIG).unwrap().0, COPY_MAX + 5);
+        assert_eq!(w.0, ["write", "write_vectored"]);
+        assert!(q.is_empty());
     }
 
     #[test]
