@@ -3,7 +3,8 @@
 //!
 //! This is the application's end of the backpressure chain. The kernel's send buffer is
 //! the next link: `WriteQueue::write_to` hands it as many queued frames as it will take in
-//! one `writev` (one `send` when they are a single slice), and when it takes nothing (`WouldBlock`) the bytes stay here and count.
+//! one `writev` (one `send` when they are a single slice), and when it takes nothing
+//! (`WouldBlock`) the bytes stay here and count.
 //!
 //! Invariants:
 //! - `len()` is exactly the number of bytes not yet accepted by the kernel.
