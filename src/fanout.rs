@@ -152,7 +152,10 @@ impl Member {
             log::debug!("{}: above high-water for {grace:?}: reset", self.sink);
             return Verdict::Reset;
         }
-        log::debug!("{}: above high-water for {grace:?}: frames dropped", self.sink);
+        log::debug!(
+            "{}: above high-water for {grace:?}: frames dropped",
+            self.sink
+        );
         self.let_go = true;
         Verdict::Miss
     }
