@@ -10,12 +10,17 @@
 //! that frame exactly as it was published (the broker decodes the `op` and `topic` fields,
 //! keeps the raw bytes with `WithRaw`, and forwards them with a `FanOut`, one per topic).
 //!
-//! What a subscriber whose queue is above high-water costs is `--policy`:
-//! - `pause`: nothing is lost; the publisher is not read until that subscriber drains
-//!   (a link), so every subscriber goes at the pace of the slowest.
-//! - `drop`: it misses frames and gets `{"op":"gap","dropped":K}` before the next one it
-//!   gets; the others are not slowed, and it holds at most high-water plus one frame.
-//! - `disconnect`: once it has stayed above high-water for `--grace-ms` it is reset.
+//! A subscriber whose queue is above high-water first holds the publisher back (a link: the
+//! publisher is not read until it drains), so a subscriber that only fell behind for a moment
+//! loses nothing. What one that stays above high-water costs is `--policy`:
+//! - `pause`: nothing is lost; the publisher waits for it however long it takes, so every
+//!   subscriber goes at the pace of the slowest.
+//! - `drop`: after `--grace-ms` it stops holding the publisher back and misses frames, and
+//!   gets `{"op":"gap","dropped":K}` before the next one it gets, once it has drained.
+//! - `disconnect`: after `--grace-ms` it is reset.
+//!
+//! Either way a slow subscriber costs the others at most `--grace-ms` each time it falls
+//! behind, and holds at most high-water plus one frame.
 //!
 //! A subscriber's own messages are read while its queue is full (its connection does not
 //! pause on its own high-water mark), so it can always subscribe to more.
@@ -52,7 +57,8 @@ struct Cli {
     /// What happens to a subscriber whose queue is above high-water
     #[arg(long, value_enum, default_value_t = Policy::Pause)]
     policy: Policy,
-    /// disconnect: how long a subscriber may stay above high-water before it is reset
+    /// drop, disconnect: how long a subscriber above high-water may hold the publisher back
+    /// before it misses frames (drop; 0: at once) or is reset (disconnect)
     #[arg(long, value_name = "MS", default_value = "1000ms")]
     grace_ms: Millis,
     #[command(flatten)]
@@ -82,9 +88,10 @@ struct Cli {
 enum Policy {
     /// Lossless: the publisher waits for the slowest subscriber
     Pause,
-    /// A slow subscriber misses frames and is told how many ({"op":"gap","dropped":K})
+    /// After --grace-ms a slow subscriber misses frames and is told how many
+    /// ({"op":"gap","dropped":K})
     Drop,
-    /// A subscriber above high-water for --grace-ms is reset
+    /// After --grace-ms a slow subscriber is reset
     Disconnect,
 }
 
@@ -103,13 +110,14 @@ struct Broker {
 }
 
 impl Broker {
-    /// Publishers may fall quiet: reset who stayed slow past the grace all the same.
+    /// A subscriber within its grace holds the publisher back, so no publish comes to notice
+    /// the grace has run out: a timer does.
     fn sweep(&mut self, ctx: &mut Context<'_>) {
-        if let SlowPolicy::Disconnect { grace } = self.policy {
+        if let Some(grace) = self.policy.grace() {
             for subscribers in self.topics.values_mut() {
                 subscribers.sweep(ctx);
             }
-            ctx.set_timer(grace.max(Duration::from_millis(20)) / 2, 0);
+            ctx.set_timer((grace / 4).max(Duration::from_millis(10)), 0);
         }
     }
 }
@@ -151,9 +159,9 @@ impl Handler for Broker {
         self.sweep(ctx);
     }
 
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
         self.topics.retain(|_, t| {
-            t.remove(conn);
+            t.remove(ctx, conn);
             !t.is_empty()
         });
     }
@@ -178,7 +186,9 @@ fn main() -> std::io::Result<()> {
     }
     let policy = match args.policy {
         Policy::Pause => SlowPolicy::Pause,
-        Policy::Drop => SlowPolicy::Drop,
+        Policy::Drop => SlowPolicy::Drop {
+            grace: args.grace_ms.0,
+        },
         Policy::Disconnect => SlowPolicy::Disconnect {
             grace: args.grace_ms.0,
         },

@@ -8,12 +8,14 @@
 //!
 //! As such a broker is usually written: a current-thread runtime, a reader task per
 //! connection and a writer task fed by a bounded channel of frames (fed while more are ready,
-//! flushed once per batch). Queues count frames, not bytes: `--high-frames` plays the part of
-//! the high-water mark (1,024 frames of 256 bytes are highwater's default 256 KiB) and
-//! `--queue-frames` that of the hard limit. Same messages, same policies: `pause` awaits the
-//! slow subscriber's channel (the publisher is not read meanwhile), `drop` skips a subscriber
-//! holding `--high-frames` or more and sends it `{"op":"gap","dropped":K}` before its next
-//! frame, `disconnect` resets one that has held that many for `--grace-ms`.
+//! flushed once per batch). Queues count frames, not bytes: the channel's bound,
+//! `--high-frames`, plays the part of the high-water mark (1,024 frames of 256 bytes are
+//! highwater's default 256 KiB) and `--low-frames` that of the low-water mark. Same messages,
+//! same policies: when a subscriber's channel is full, the publisher's reader awaits room
+//! (the publisher is not read meanwhile), for ever under `pause`, and for at most
+//! `--grace-ms` under `drop` and `disconnect`. Past it, `drop` lets the subscriber miss
+//! frames until its channel has drained to `--low-frames`, then sends it
+//! `{"op":"gap","dropped":K}` before its next frame; `disconnect` resets it.
 
 mod common;
 
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -42,18 +44,19 @@ struct Cli {
     /// Where to listen; port 0 picks a free one
     #[arg(long, value_name = "HOST:PORT", default_value = cli::DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// What happens to a subscriber whose queue holds --high-frames or more
+    /// What happens to a subscriber whose queue stays full (--high-frames)
     #[arg(long, value_enum, default_value_t = Policy::Pause)]
     policy: Policy,
-    /// disconnect: how long a subscriber may stay that full before it is reset
+    /// drop, disconnect: how long the publisher waits for room in a full subscriber's queue
+    /// before that subscriber misses frames (drop; 0: at once) or is reset (disconnect)
     #[arg(long, value_name = "MS", default_value = "1000ms")]
     grace_ms: Millis,
-    /// The high-water mark of a subscriber's queue, in frames
+    /// The high-water mark of a subscriber's queue, in frames: the channel's bound
     #[arg(long, value_name = "N", default_value_t = 1024)]
     high_frames: usize,
-    /// The hard limit of a subscriber's queue, in frames (pause waits at --high-frames)
-    #[arg(long, value_name = "N", default_value_t = 32 * 1024)]
-    queue_frames: usize,
+    /// drop: a subscriber that missed frames gets them again once its queue holds this many
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    low_frames: usize,
 }
 
 /// `--policy`'s values.
@@ -61,9 +64,9 @@ struct Cli {
 enum Policy {
     /// Lossless: the publisher waits for the slowest subscriber
     Pause,
-    /// A slow subscriber misses frames and is told how many
+    /// After --grace-ms a slow subscriber misses frames and is told how many
     Drop,
-    /// A slow subscriber is reset after --grace-ms
+    /// After --grace-ms a slow subscriber is reset
     Disconnect,
 }
 
@@ -74,7 +77,7 @@ struct Rules {
     policy: Policy,
     grace: Duration,
     high: usize,
-    limit: usize,
+    low: usize,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +92,8 @@ struct Sub {
     tx: mpsc::Sender<Bytes>,
     kill: Rc<Notify>,
     dropped: u64,
-    high_since: Option<Instant>,
+    /// `drop`, past its grace: it misses frames until its queue has drained to `low`.
+    let_go: bool,
 }
 
 impl Sub {
@@ -103,13 +107,8 @@ type Topics = Rc<RefCell<HashMap<String, Vec<Sub>>>>;
 async fn connection(stream: tokio::net::TcpStream, conn: u64, topics: Topics, rules: Rules) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    // Under pause the channel's bound is the high-water mark: a full channel makes `send` wait.
-    let bound = if rules.policy == Policy::Pause {
-        rules.high
-    } else {
-        rules.limit
-    };
-    let (tx, mut rx) = mpsc::channel::<Bytes>(bound);
+    // The channel's bound is the high-water mark: a full channel makes `send` wait.
+    let (tx, mut rx) = mpsc::channel::<Bytes>(rules.high);
     let kill = Rc::new(Notify::new());
     let writer = tokio::task::spawn_local(async move {
         let mut out = FramedWrite::new(wr, LengthDelimitedCodec::new());
@@ -153,7 +152,7 @@ async fn connection(stream: tokio::net::TcpStream, conn: u64, topics: Topics, ru
                     tx,
                     kill,
                     dropped: 0,
-                    high_since: None,
+                    let_go: false,
                 };
                 topics
                     .borrow_mut()
@@ -186,68 +185,68 @@ async fn connection(stream: tokio::net::TcpStream, conn: u64, topics: Topics, ru
 }
 
 async fn publish(topics: &Topics, topic: &str, frame: Bytes, rules: Rules) {
-    let mut waits = Vec::new();
-    let now = Instant::now();
+    let mut full = Vec::new();
     if let Some(subs) = topics.borrow_mut().get_mut(topic) {
         subs.retain_mut(|s| {
-            let high = s.queued() >= rules.high;
-            match rules.policy {
-                Policy::Pause if high => {
-                    waits.push((s.tx.clone(), frame.clone()));
-                    return true;
+            if s.let_go && s.queued() > rules.low {
+                s.dropped += 1;
+                return true;
+            }
+            s.let_go = false;
+            if s.dropped > 0 {
+                let gap = format!(r#"{{"op":"gap","dropped":{}}}"#, s.dropped);
+                if s.tx.try_send(Bytes::from(gap)).is_ok() {
+                    s.dropped = 0;
                 }
-                Policy::Drop if high => {
-                    s.dropped += 1;
-                    return true;
-                }
-                Policy::Drop if s.dropped > 0 => {
-                    let gap = format!(r#"{{"op":"gap","dropped":{}}}"#, s.dropped);
-                    if s.tx.try_send(Bytes::from(gap)).is_ok() {
-                        s.dropped = 0;
-                    }
-                }
-                Policy::Disconnect if high => {
-                    if too_long(s, now, rules.grace) {
-                        return false;
-                    }
-                }
-                _ => s.high_since = None,
             }
             match s.tx.try_send(frame.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.kill.notify_one(); // its hard limit: it cannot be kept whole
-                    false
+                    full.push((s.conn, s.tx.clone()));
+                    true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
     }
-    // Lossless: the publisher is not read until each slow subscriber has room.
-    for (tx, frame) in waits {
-        let _ = tx.send(frame).await;
+    if full.is_empty() {
+        return;
     }
-}
-
-/// Whether `s` has been above high-water for `grace` (and so was told to go).
-fn too_long(s: &mut Sub, now: Instant, grace: Duration) -> bool {
-    let since = *s.high_since.get_or_insert(now);
-    let gone = now.duration_since(since) >= grace;
-    if gone {
-        s.kill.notify_one();
-    }
-    gone
-}
-
-/// Publishers may fall quiet: reset who stayed slow past the grace all the same.
-async fn sweep(topics: Topics, rules: Rules) {
-    let mut tick = tokio::time::interval(rules.grace.max(Duration::from_millis(20)) / 2);
-    loop {
-        tick.tick().await;
-        let now = Instant::now();
-        for subs in topics.borrow_mut().values_mut() {
-            subs.retain_mut(|s| s.queued() < rules.high || !too_long(s, now, rules.grace));
+    // A full subscriber holds the publisher back (it is not read meanwhile) until it has
+    // room: for ever under pause, for at most the grace otherwise. All wait at once.
+    let waits = full.into_iter().map(|(conn, tx)| {
+        let frame = frame.clone();
+        async move {
+            if rules.policy == Policy::Pause {
+                let _ = tx.send(frame).await;
+                return None;
+            }
+            let late = tokio::time::timeout(rules.grace, tx.send(frame)).await;
+            late.is_err().then_some(conn)
         }
+    });
+    let late: Vec<u64> = futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if late.is_empty() {
+        return;
+    }
+    // Past the grace: drop lets it miss frames (this one first), disconnect resets it.
+    if let Some(subs) = topics.borrow_mut().get_mut(topic) {
+        subs.retain_mut(|s| {
+            if !late.contains(&s.conn) {
+                return true;
+            }
+            if rules.policy == Policy::Disconnect {
+                s.kill.notify_one();
+                return false;
+            }
+            s.let_go = true;
+            s.dropped += 1;
+            true
+        });
     }
 }
 
@@ -259,7 +258,7 @@ fn main() -> std::io::Result<()> {
         policy: args.policy,
         grace: args.grace_ms.0,
         high: args.high_frames.max(1),
-        limit: args.queue_frames.max(args.high_frames).max(1),
+        low: args.low_frames.min(args.high_frames),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -272,9 +271,6 @@ fn main() -> std::io::Result<()> {
         out.flush()?;
         drop(out);
         let topics = Topics::default();
-        if rules.policy == Policy::Disconnect {
-            tokio::task::spawn_local(sweep(topics.clone(), rules));
-        }
         for conn in 0.. {
             let (stream, _) = listener.accept().await?;
             tokio::task::spawn_local(connection(stream, conn, topics.clone(), rules));

@@ -1,25 +1,46 @@
 //! One source, many sinks: a broker's topic, with a rule for each slow member.
 //!
-//! A publisher feeding many subscribers meets the same question at every slow one: should the
-//! publisher wait for it, should it miss frames, or should it go? [`FanOut`] asks each member's
-//! write queue before every frame (no system call: [`crate::Context::pressure`]) and applies
-//! the member's [`SlowPolicy`]:
+//! A publisher feeding many subscribers meets the same question at every member that falls
+//! behind: should the publisher wait for it, should it miss frames, or should it go? The
+//! answer depends on *how long* it has been behind. A member can be above its high-water
+//! mark only because the publisher outran everybody for a moment (on a busy machine, or a
+//! publisher faster than any reader), or because it is truly slow; only the second deserves
+//! to lose frames or its connection.
 //!
-//! - [`SlowPolicy::Pause`]: lossless. A member above high-water is linked to the frame's source
-//!   ([`crate::Context::link`]), so the source stops being read until the member drains. Every
-//!   member of the fan-out then goes at the pace of the slowest `Pause` member.
-//! - [`SlowPolicy::Drop`]: frames for a member above high-water are not queued, only counted.
-//!   The next frame it does get is preceded by a gap notice (by default
-//!   `{"op":"gap","dropped":K}`), so it knows what it missed. Fast members are not slowed.
-//! - [`SlowPolicy::Disconnect`]: a member that stays above high-water for a grace period is
-//!   reset ([`crate::Context::abort`]); within the grace it gets every frame. Fast members are
-//!   not slowed.
+//! So [`FanOut`] asks each member's write queue before every frame (no system call:
+//! [`crate::Context::pressure`]), and a member above high-water first **holds the frame's
+//! source back**: the source is linked to it ([`crate::Context::link`]), so the source is not
+//! read until the member drains to low-water. A member that only fell behind for a moment
+//! loses nothing and paces the publisher. A member that stays above high-water for longer
+//! than its policy's grace is *slow*, and its [`SlowPolicy`] decides:
 //!
-//! Memory: under `Drop` a slow member holds at most its high-water mark plus one frame; under
-//! `Disconnect`, its hard queue limit for at most the grace period; under `Pause`, its
-//! high-water mark plus what the source had already read when it was paused (one read).
+//! - [`SlowPolicy::Pause`]: lossless, no grace. The source waits for the member however long
+//!   it takes, so every member goes at the pace of the slowest `Pause` member.
+//! - [`SlowPolicy::Drop`]: past its grace the member stops holding the source back and misses
+//!   frames, which are counted. The next frame it does get, once it has drained to
+//!   low-water, is preceded by a gap notice (by default `{"op":"gap","dropped":K}`), so it
+//!   knows exactly what it missed. A zero grace drops at once, never holding the source.
+//! - [`SlowPolicy::Disconnect`]: past its grace the member is reset
+//!   ([`crate::Context::abort`]).
 //!
-//! Members whose connection closed leave the fan-out by themselves, at the next send.
+//! A truly slow member thus costs the others at most one grace period each time it falls
+//! behind, and a member that keeps up costs them nothing.
+//!
+//! **The grace needs a clock.** While a member holds the source back no frame arrives, so no
+//! [`FanOut::send`] comes to notice that the grace has run out: call [`FanOut::sweep`] from a
+//! timer ([`crate::Context::set_timer`]), every quarter of the grace say, and it lets go of
+//! (or resets) every member past its grace, so the source reads again.
+//!
+//! **Memory**: a member above high-water holds its high-water mark plus the frame that took
+//! it across (the source stops delivering frames as soon as it is paused; what it had
+//! already read waits in its read buffer), under every policy, and a `Drop` member that was
+//! let go keeps no more than that while it drains. That bound needs a source to hold back: a
+//! frame sent with no source (`send(ctx, None, ..)`) goes to a member within its grace up to
+//! the member's hard queue limit.
+//!
+//! The fan-out's links are its own: it makes them when a member crosses high-water and
+//! removes them when the member drains, is let go or leaves. Members whose connection closed
+//! leave the fan-out by themselves, at the next send or sweep.
 
 use std::time::{Duration, Instant};
 
@@ -29,18 +50,33 @@ use crate::conn::ConnId;
 use crate::context::Context;
 use crate::write_queue::SendError;
 
-/// What happens to a [`FanOut`] member whose write queue is above its high-water mark.
+/// What happens to a [`FanOut`] member that stays above its high-water mark. Within the
+/// grace it holds the frame's source back and loses nothing (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowPolicy {
-    /// The source waits for it (lossless): see the module docs.
+    /// The source waits for it however long it takes (lossless, no grace).
     Pause,
-    /// It misses frames, and is told how many before the next one it gets.
-    Drop,
-    /// It is reset once it has stayed above high-water for `grace`.
-    Disconnect {
-        /// How long a member may stay above high-water.
+    /// Past `grace` it misses frames, and is told how many before the next one it gets.
+    Drop {
+        /// How long it may hold the source back; zero drops at once.
         grace: Duration,
     },
+    /// Past `grace` it is reset.
+    Disconnect {
+        /// How long it may hold the source back.
+        grace: Duration,
+    },
+}
+
+impl SlowPolicy {
+    /// How long a member above high-water may hold the source back before its policy acts:
+    /// `None` for [`SlowPolicy::Pause`] (for ever).
+    pub fn grace(self) -> Option<Duration> {
+        match self {
+            SlowPolicy::Pause => None,
+            SlowPolicy::Drop { grace } | SlowPolicy::Disconnect { grace } => Some(grace),
+        }
+    }
 }
 
 /// What one [`FanOut::send`] did.
@@ -48,13 +84,13 @@ pub enum SlowPolicy {
 pub struct Delivery {
     /// Members the frame was queued for.
     pub sent: usize,
-    /// Members that missed it (`Drop`, above high-water).
+    /// Members that missed it (`Drop`, past its grace).
     pub dropped: usize,
-    /// Members reset by this send (`Disconnect` past its grace, or any member whose queue
-    /// refused the frame: a full queue cannot be kept lossless).
+    /// Members reset by this send (`Disconnect` past its grace, or any member but a `Drop`
+    /// one whose queue refused the frame: a full queue cannot be kept lossless).
     pub disconnected: usize,
-    /// Whether the source was paused for a `Pause` member (it will read again when that
-    /// member drains).
+    /// Whether a member above high-water holds the source back (it reads again when that
+    /// member drains, or is let go at the end of its grace).
     pub paused_source: bool,
 }
 
@@ -64,18 +100,94 @@ struct Member {
     policy: SlowPolicy,
     /// Frames missed since the last gap notice (`Drop`).
     dropped: u64,
-    /// Since when it has been above high-water (`Disconnect`).
+    /// Since when it has been above high-water, if it is.
     high_since: Option<Instant>,
+    /// The sources it holds back (the links this fan-out made for it), while above
+    /// high-water.
+    holding: Vec<ConnId>,
+    /// `Drop`, past its grace: it misses frames until it has drained to low-water.
+    let_go: bool,
+}
+
+/// What a member's pressure says about the next frame for it.
+enum Verdict {
+    Deliver,
+    Miss,
+    Reset,
+}
+
+impl Member {
+    fn new(sink: ConnId, policy: SlowPolicy) -> Member {
+        Member {
+            sink,
+            policy,
+            dropped: 0,
+            high_since: None,
+            holding: Vec::new(),
+            let_go: false,
+        }
+    }
+
+    /// Applies the policy to a member that is (or is not) above high-water at `now`.
+    fn judge(&mut self, ctx: &mut Context<'_>, high: bool, now: Instant) -> Verdict {
+        if !high {
+            // Drained (its links have already let the sources go): a new start.
+            self.release(ctx);
+            self.high_since = None;
+            self.let_go = false;
+            return Verdict::Deliver;
+        }
+        if self.let_go {
+            return Verdict::Miss;
+        }
+        let since = *self.high_since.get_or_insert(now);
+        let Some(grace) = self.policy.grace() else {
+            return Verdict::Deliver; // Pause: the source waits
+        };
+        if now.saturating_duration_since(since) < grace {
+            return Verdict::Deliver; // within its grace: it holds the source back
+        }
+        self.release(ctx);
+        if let SlowPolicy::Disconnect { .. } = self.policy {
+            log::debug!("{}: above high-water for {grace:?}: reset", self.sink);
+            return Verdict::Reset;
+        }
+        log::debug!(
+            "{}: above high-water for {grace:?}: frames dropped",
+            self.sink
+        );
+        self.let_go = true;
+        Verdict::Miss
+    }
+
+    /// Holds `source` back until this member drains (a link), unless its policy drops at once.
+    fn hold(&mut self, ctx: &mut Context<'_>, source: ConnId) -> bool {
+        if self.policy.grace() == Some(Duration::ZERO) || !ctx.link(source, self.sink) {
+            return false;
+        }
+        if !self.holding.contains(&source) {
+            self.holding.push(source);
+        }
+        true
+    }
+
+    /// Stops holding every source back.
+    fn release(&mut self, ctx: &mut Context<'_>) {
+        for source in self.holding.drain(..) {
+            ctx.unlink(source, self.sink);
+        }
+    }
 }
 
 /// The members of one fan-out and their policies. See the module docs.
 ///
 /// ```no_run
+/// use std::time::Duration;
 /// use highwater::bytes::Bytes;
 /// use highwater::{ConnId, Context, FanOut, SlowPolicy};
 ///
 /// fn subscribe(topic: &mut FanOut, subscriber: ConnId) {
-///     topic.add(subscriber, SlowPolicy::Drop);
+///     topic.add(subscriber, SlowPolicy::Drop { grace: Duration::from_secs(1) });
 /// }
 ///
 /// fn publish(topic: &mut FanOut, ctx: &mut Context<'_>, publisher: ConnId, frame: Bytes) {
@@ -83,6 +195,12 @@ struct Member {
 ///     if d.dropped > 0 {
 ///         log::debug!("{} slow subscribers missed a frame", d.dropped);
 ///     }
+/// }
+///
+/// // From a timer, every quarter grace: the publisher may be held back, so no frame comes.
+/// fn on_timer(topic: &mut FanOut, ctx: &mut Context<'_>) {
+///     topic.sweep(ctx);
+///     ctx.set_timer(Duration::from_millis(250), 0);
 /// }
 /// ```
 #[derive(Debug)]
@@ -127,21 +245,18 @@ impl FanOut {
             m.policy = policy;
             return false;
         }
-        self.members.push(Member {
-            sink,
-            policy,
-            dropped: 0,
-            high_since: None,
-        });
+        self.members.push(Member::new(sink, policy));
         true
     }
 
-    /// Removes `sink`. Returns true if it was a member. (A `Pause` member's links to sources
-    /// stay until either closes, or until [`crate::Context::unlink`].)
-    pub fn remove(&mut self, sink: ConnId) -> bool {
-        let before = self.members.len();
-        self.members.retain(|m| m.sink != sink);
-        self.members.len() < before
+    /// Removes `sink`, which stops holding back any source it held. Returns true if it was a
+    /// member.
+    pub fn remove(&mut self, ctx: &mut Context<'_>, sink: ConnId) -> bool {
+        let Some(i) = self.members.iter().position(|m| m.sink == sink) else {
+            return false;
+        };
+        self.members.swap_remove(i).release(ctx);
+        true
     }
 
     /// Whether `sink` is a member.
@@ -168,8 +283,8 @@ impl FanOut {
     }
 
     /// Queues `payload` (JSON text, sent as is) for every member, each by its policy.
-    /// `source` is the connection the frame came from, if any: the one a `Pause` member holds
-    /// back. Members whose connection closed are removed.
+    /// `source` is the connection the frame came from, if any: the one a member above
+    /// high-water holds back. Members whose connection closed are removed.
     pub fn send(
         &mut self,
         ctx: &mut Context<'_>,
@@ -183,49 +298,51 @@ impl FanOut {
             let Some(pressure) = ctx.pressure(m.sink).filter(|_| ctx.is_open(m.sink)) else {
                 return false; // closed: leaves the fan-out
             };
-            let high = pressure.is_high();
-            match m.policy {
-                SlowPolicy::Drop if high => {
+            match m.judge(ctx, pressure.is_high(), now) {
+                Verdict::Deliver => {}
+                Verdict::Miss => {
                     m.dropped += 1;
                     d.dropped += 1;
                     return true;
                 }
-                SlowPolicy::Drop if m.dropped > 0 => {
-                    if ctx.send_payload(m.sink, gap_notice(m.dropped)).is_ok() {
-                        m.dropped = 0;
-                    }
+                Verdict::Reset => {
+                    ctx.abort(m.sink);
+                    d.disconnected += 1;
+                    return false;
                 }
-                SlowPolicy::Disconnect { grace } if high => {
-                    let since = *m.high_since.get_or_insert(now);
-                    if now.saturating_duration_since(since) >= grace {
-                        log::debug!("{}: above high-water for {grace:?}: reset", m.sink);
-                        ctx.abort(m.sink);
-                        d.disconnected += 1;
-                        return false;
-                    }
-                }
-                SlowPolicy::Disconnect { .. } => m.high_since = None,
-                SlowPolicy::Drop | SlowPolicy::Pause => {}
+            }
+            if m.dropped > 0 && ctx.send_payload(m.sink, gap_notice(m.dropped)).is_ok() {
+                m.dropped = 0;
             }
             match ctx.send_payload(m.sink, payload.clone()) {
                 Ok(after) => {
                     d.sent += 1;
-                    // A `Pause` member that is (now) above high-water holds the source back
-                    // until it drains: the link pauses the source at once if it is.
-                    if m.policy == SlowPolicy::Pause && after.is_high() {
+                    // Now above high-water: it holds the source back until it drains (the
+                    // link pauses the source at once), and its grace starts.
+                    if after.is_high() {
+                        m.high_since.get_or_insert(now);
                         if let Some(src) = source {
-                            if ctx.link(src, m.sink) {
-                                d.paused_source = true;
-                            }
+                            d.paused_source |= m.hold(ctx, src);
                         }
                     }
                     true
                 }
                 Err(SendError::Closed) => false,
+                Err(e) if matches!(m.policy, SlowPolicy::Drop { .. }) => {
+                    // Its hard limit (a frame with no source to hold back, say): a `Drop`
+                    // member misses frames rather than its connection.
+                    log::debug!("{}: fan-out frame refused ({e}): frames dropped", m.sink);
+                    m.release(ctx);
+                    m.let_go = true;
+                    m.dropped += 1;
+                    d.dropped += 1;
+                    true
+                }
                 Err(e) => {
                     // The queue refused the frame (its hard limit): the member cannot be kept
-                    // whole, so it goes, whatever its policy.
+                    // whole, so it goes.
                     log::debug!("{}: fan-out frame refused ({e}): reset", m.sink);
+                    m.release(ctx);
                     ctx.abort(m.sink);
                     d.disconnected += 1;
                     false
@@ -235,31 +352,32 @@ impl FanOut {
         d
     }
 
-    /// Resets every `Disconnect` member that has been above high-water for longer than its
-    /// grace, without waiting for the next frame (call it from a timer when frames may stop
-    /// coming). Returns how many were reset.
+    /// Applies the policies without a frame: every member that has been above high-water for
+    /// longer than its grace is let go (`Drop`: it stops holding the source back, and misses
+    /// frames until it drains) or reset (`Disconnect`), so the source reads again. Call it
+    /// from a timer: while a member holds the source back, no frame comes to do it. Returns
+    /// how many members it let go or reset.
     pub fn sweep(&mut self, ctx: &mut Context<'_>) -> usize {
         let now = ctx.now();
-        let mut reset = 0;
+        let mut acted = 0;
         self.members.retain_mut(|m| {
-            let Some(pressure) = ctx.pressure(m.sink) else {
+            let Some(pressure) = ctx.pressure(m.sink).filter(|_| ctx.is_open(m.sink)) else {
                 return false;
             };
-            let SlowPolicy::Disconnect { grace } = m.policy else {
-                return true;
-            };
-            if !pressure.is_high() {
-                m.high_since = None;
-                return true;
+            let was_let_go = m.let_go;
+            match m.judge(ctx, pressure.is_high(), now) {
+                Verdict::Reset => {
+                    ctx.abort(m.sink);
+                    acted += 1;
+                    false
+                }
+                Verdict::Miss if !was_let_go => {
+                    acted += 1;
+                    true
+                }
+                Verdict::Miss | Verdict::Deliver => true,
             }
-            let since = *m.high_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= grace {
-                ctx.abort(m.sink);
-                reset += 1;
-                return false;
-            }
-            true
         });
-        reset
+        acted
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{Peer, Server, bounded, frame};
 use highwater::bytes::Bytes;
 use highwater::{
-    Config, ConnId, Context, FanOut, Handler, PauseReason, Pressure, RawJson, SlowPolicy,
+    Config, ConnId, Context, FanOut, Handler, PauseReason, Pressure, RawJson, SlowPolicy, TimerId,
 };
 use serde_json::{Value, json};
 
@@ -51,8 +51,23 @@ impl Hub {
     }
 }
 
+/// How often the hub sweeps its fan-out: a member past its grace is let go even while it
+/// holds the publisher back (so no frame comes).
+const SWEEP: Duration = Duration::from_millis(20);
+
 impl Handler for Hub {
     type Message = RawJson;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if let Mode::Fan(_) = self.mode {
+            ctx.set_timer(SWEEP, 0);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, _: u64) {
+        self.topic.sweep(ctx);
+        ctx.set_timer(SWEEP, 0);
+    }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
         if Some(conn) == self.publisher {
@@ -331,35 +346,126 @@ fn contiguous(seqs: &[u64]) -> Result<(), String> {
     }
 }
 
+/// Whether `sub` is above high-water and holds `publisher` back (a link pauses its reading).
+fn holds_back(ctx: &mut Context<'_>, publisher: ConnId, sub: ConnId) -> Option<()> {
+    let high = ctx.pressure(sub)?.is_high();
+    let held = ctx
+        .conn_figures(publisher)?
+        .reading
+        .contains(PauseReason::Link);
+    (high && held).then_some(())
+}
+
 #[test]
-fn drop_policy_fast_subscribers_get_everything_and_a_slow_one_learns_what_it_missed() {
-    bounded(Duration::from_secs(60), || {
-        let (server, _roles) = start(Mode::Fan(SlowPolicy::Drop));
-        let mut slow = join(&server, "sub", true);
-        let mut fast = join(&server, "sub", false);
-        let publisher = join(&server, "pub", false);
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = trickle(publisher, 0, stop.clone());
-        // The fast subscriber is not slowed by the slow one, which reads nothing: it gets
-        // every frame, in order, with no gap notice.
-        let (seqs, gaps) = read_until(&mut fast, 3_000);
-        contiguous(&seqs).unwrap();
-        assert!(gaps.is_empty(), "{gaps:?}");
-        // The slow one now reads what was queued for it; frames keep coming, and once it has
-        // drained, the next one it gets is preceded by a gap notice.
-        let (seqs, gaps) = read_while(&mut slow, |_, gaps| gaps.is_empty());
-        stop.store(true, Ordering::SeqCst);
-        let _ = writer.join();
-        let last = *seqs.last().unwrap();
-        assert_eq!(gaps.len(), 1);
-        assert!(gaps[0] > 0);
-        assert_eq!(
-            seqs.len() as u64 + gaps[0],
-            last + 1,
-            "every frame up to the last one either arrived or was counted in the gap notice"
+fn a_member_that_drains_within_its_grace_loses_nothing_and_holds_the_publisher_back_meanwhile() {
+    // Under `Drop` and `Disconnect` alike, a member above high-water first paces the
+    // publisher: within its grace it is neither dropped frames nor reset.
+    for policy in [
+        SlowPolicy::Drop {
+            grace: Duration::from_secs(20),
+        },
+        SlowPolicy::Disconnect {
+            grace: Duration::from_secs(20),
+        },
+    ] {
+        bounded(Duration::from_secs(60), move || {
+            const N: usize = 20_000; // 20 MB: far more than every buffer on the way
+            let (server, roles) = start(Mode::Fan(policy));
+            let mut slow = join(&server, "sub", true);
+            let mut fast = join(&server, "sub", false);
+            let publisher = join(&server, "pub", false);
+            let (publisher_id, slow_id) = ids(&roles);
+            let (written, writer) = publish(publisher, N);
+            let fast = thread::spawn(move || read_until(&mut fast, N as u64 - 1));
+            // The slow one reads nothing yet: its queue crosses high-water, and it holds the
+            // publisher back instead of missing frames or growing its queue.
+            server.wait_for(
+                Duration::from_secs(20),
+                "the slow subscriber holding the publisher back",
+                move |ctx| holds_back(ctx, publisher_id, slow_id),
+            );
+            assert!(written.load(Ordering::SeqCst) < N, "{policy:?}");
+            // It catches up well within its grace: everything arrives, in order, no gap.
+            let (seqs, gaps) = read_until(&mut slow, N as u64 - 1);
+            contiguous(&seqs).unwrap();
+            assert!(gaps.is_empty(), "{policy:?}: {gaps:?}");
+            let (seqs, gaps) = fast.join().unwrap();
+            contiguous(&seqs).unwrap();
+            assert!(gaps.is_empty(), "{policy:?}: {gaps:?}");
+            writer.join().unwrap();
+            // Never reset, and it held no more than its high-water mark and the frame that
+            // took it across (the publisher stopped being delivered at once).
+            let f = server
+                .query(move |ctx| ctx.queue_figures(slow_id))
+                .expect("the slow subscriber still connected");
+            assert!(
+                f.peak <= f.high_water + 4 * 1024,
+                "{policy:?}: its queue peaked at {} bytes",
+                f.peak
+            );
+        });
+    }
+}
+
+/// A slow subscriber that reads nothing while a publisher trickles; `grace` is its `Drop`
+/// grace. The fast one gets everything; the slow one, when it reads, learns exactly what it
+/// missed.
+fn drop_policy_case(grace: Duration) {
+    let (server, roles) = start(Mode::Fan(SlowPolicy::Drop { grace }));
+    let mut slow = join(&server, "sub", true);
+    let mut fast = join(&server, "sub", false);
+    let publisher = join(&server, "pub", false);
+    let (publisher_id, slow_id) = ids(&roles);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = trickle(publisher, 0, stop.clone());
+    let fast = thread::spawn(move || read_until(&mut fast, 3_000));
+    if !grace.is_zero() {
+        // First it holds the publisher back, for its grace; then it is let go, and the
+        // publisher reads again although no frame came to say so (the hub's sweep): the
+        // fast subscriber's 3,000 frames need it.
+        server.wait_for(
+            Duration::from_secs(20),
+            "the slow subscriber holding the publisher back",
+            move |ctx| holds_back(ctx, publisher_id, slow_id),
         );
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    }
+    // The fast subscriber is not slowed for longer than the grace by the slow one, which
+    // reads nothing: it gets every frame, in order, with no gap notice.
+    let (seqs, gaps) = fast.join().unwrap();
+    contiguous(&seqs).unwrap();
+    assert!(gaps.is_empty(), "{gaps:?}");
+    let f = server.query(move |ctx| ctx.queue_figures(slow_id)).unwrap();
+    assert!(
+        f.peak <= f.high_water + 4 * 1024,
+        "the slow one's queue peaked at {} bytes",
+        f.peak
+    );
+    // The slow one now reads what was queued for it; frames keep coming, and once it has
+    // drained, the next one it gets is preceded by a gap notice.
+    let (seqs, gaps) = read_while(&mut slow, |_, gaps| gaps.is_empty());
+    stop.store(true, Ordering::SeqCst);
+    let _ = writer.join();
+    let last = *seqs.last().unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert!(gaps[0] > 0);
+    contiguous(&seqs[..seqs.len() - 1]).unwrap();
+    assert_eq!(
+        seqs.len() as u64 + gaps[0],
+        last + 1,
+        "every frame up to the last one either arrived or was counted in the gap notice"
+    );
+}
+
+#[test]
+fn drop_policy_lets_a_slow_subscriber_go_past_its_grace_and_tells_it_exactly_what_it_missed() {
+    bounded(Duration::from_secs(60), || {
+        drop_policy_case(Duration::from_millis(300))
     });
+}
+
+#[test]
+fn drop_policy_with_no_grace_drops_at_once() {
+    bounded(Duration::from_secs(60), || drop_policy_case(Duration::ZERO));
 }
 
 #[test]
@@ -370,13 +476,18 @@ fn disconnect_policy_resets_a_subscriber_that_stays_slow_past_its_grace() {
         let mut slow = join(&server, "sub", true);
         let mut fast = join(&server, "sub", false);
         let publisher = join(&server, "pub", false);
-        let slow_id = roles.lock().unwrap().1[0];
+        let (publisher_id, slow_id) = ids(&roles);
         let stop = Arc::new(AtomicBool::new(false));
         let writer = trickle(publisher, 0, stop.clone());
         // Reads to the publisher's last frame.
         let reader = thread::spawn(move || read_while(&mut fast, |_, _| true).0);
-        // The slow one reads nothing; the server resets it once it has been above
-        // high-water for the grace period.
+        // The slow one reads nothing: it holds the publisher back for its grace, then the
+        // server resets it (the sweep: no frame comes while the publisher is held).
+        server.wait_for(
+            Duration::from_secs(20),
+            "the slow subscriber holding the publisher back",
+            move |ctx| holds_back(ctx, publisher_id, slow_id),
+        );
         server.wait_for(
             Duration::from_secs(20),
             "the slow subscriber gone",

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The broker measurement (issue 12), highwater's `broker` example beside `tokio_broker`:
 # 1 publisher at full speed, 3 fast subscribers, and (except in the "none" rows) 1 subscriber
-# reading one frame per 100 ms; 256-byte frames; SECS seconds measured after a 2 s warm-up.
+# reading one frame per 100 ms; 256-byte frames; SECS seconds measured after a 2 s warm-up
+# (WARMUP). The slow subscriber falls behind in its first milliseconds, so under drop and
+# disconnect its one grace period (1 s) falls in the warm-up; WARMUP=0 counts it.
 # Each row is one run of `broker_load` (benches/compare/broker_load.rs), which checks every
 # frame against its sequence number; the broker's RSS is sampled from /proc/PID/status.
 #
 #   benches/compare/broker.sh [SECS]        (default 20)
 #   RATE=100000 benches/compare/broker.sh   (the publisher paced, frames/s; default 0, full speed)
-#   HW_ARGS="--queue-limit 1MiB" TOKIO_ARGS="--queue-frames 4096" benches/compare/broker.sh
+#   HW_ARGS="--grace-ms 250" TOKIO_ARGS="--grace-ms 250" benches/compare/broker.sh  (extra flags)
+#   WARMUP=0 benches/compare/broker.sh      (seconds not counted in the rates; default 2)
 #
 # Each policy runs without the slow subscriber ("none": the baseline the fast subscribers'
 # rates are compared with), then with it.
@@ -35,7 +38,7 @@ run() { # IMPL POLICY SLOW(yes|no)
     start "broker-$impl-$policy-$slow" "$bin/tokio_broker" --addr 127.0.0.1:0 --policy "$policy" ${TOKIO_ARGS:-}
   fi
   [ "$slow" = yes ] && args=(--slow)
-  out=$("$load" --addr "$ADDR" --secs "$secs" --warmup-secs 2 --broker-pid "$PID" --rate "${RATE:-0}" "${args[@]}")
+  out=$("$load" --addr "$ADDR" --secs "$secs" --warmup-secs "${WARMUP:-2}" --broker-pid "$PID" --rate "${RATE:-0}" "${args[@]}")
   kill "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
   python3 - "$impl" "$policy" "$slow" "$out" <<'PY'
