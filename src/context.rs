@@ -209,6 +209,12 @@ impl<'a> Context<'a> {
     /// its queue back to the relay is full; neither ever drains. Seen in 2 runs of 4 with a
     /// client that started reading late; none with the setting off.)
     ///
+    /// Links are counted: linking a pair that is already linked adds an owner, and the link
+    /// ends when each `link` has had its [`Context::unlink`] (or either side closes). So your
+    /// own link and a [`crate::FanOut`]'s hold on the same pair, or two fan-outs', never undo
+    /// each other. The count is a number, not an entry per call: linking on every frame
+    /// costs no memory (but then one `unlink` does not end the link).
+    ///
     /// Returns false if either connection is closed or they are the same. A
     /// connection's links end when it closes; what to do when one side closes or half-closes
     /// is the application's call, made in `on_close` / `on_peer_shutdown` (a proxy usually
@@ -217,8 +223,8 @@ impl<'a> Context<'a> {
         self.engine.link(source, sink)
     }
 
-    /// Undoes [`Context::link`]; `source` reads again unless another sink holds it. Returns
-    /// false if there was no such link.
+    /// Undoes one [`Context::link`] of the pair; when none is left, `source` reads again
+    /// unless another sink holds it. Returns false if there was no such link.
     pub fn unlink(&mut self, source: ConnId, sink: ConnId) -> bool {
         self.engine.unlink(source, sink)
     }

@@ -162,12 +162,18 @@ impl Member {
 
     /// Holds `source` back until this member drains (a link), unless its policy drops at once.
     fn hold(&mut self, ctx: &mut Context<'_>, source: ConnId) -> bool {
-        if self.policy.grace() == Some(Duration::ZERO) || !ctx.link(source, self.sink) {
+        if self.policy.grace() == Some(Duration::ZERO) {
             return false;
         }
-        if !self.holding.contains(&source) {
-            self.holding.push(source);
+        // Links are counted (`Context::link`): link once per source held, unlink once in
+        // `release`, so an application's own link on the same pair is left alone.
+        if self.holding.contains(&source) {
+            return true;
         }
+        if !ctx.link(source, self.sink) {
+            return false;
+        }
+        self.holding.push(source);
         true
     }
 

@@ -176,11 +176,12 @@ struct OwedWork {
 
 /// The links this connection takes part in (`engine/links.rs`): the connections whose
 /// reading it pauses while its queue is above high-water (`sources`), and those whose queue
-/// pauses its own reading (`sinks`). Boxed: most connections have none.
+/// pauses its own reading (`sinks`, each with the number of times the pair was linked and
+/// not yet unlinked: see `Engine::link`). Boxed: most connections have none.
 #[derive(Debug, Default)]
 pub(crate) struct Linked {
     pub(crate) sources: Vec<ConnId>,
-    pub(crate) sinks: Vec<ConnId>,
+    pub(crate) sinks: Vec<(ConnId, u32)>,
 }
 
 /// A connection's whole state. Owned by the engine's slab (`engine/conns.rs`); generic over its
@@ -602,6 +603,11 @@ impl<T: Transport> Connection<T> {
     /// The links, made on first use.
     pub(crate) fn linked_mut(&mut self) -> &mut Linked {
         self.linked.get_or_insert_with(Box::default)
+    }
+
+    /// The links, if it has any (without making them).
+    pub(crate) fn linked_mut_if_any(&mut self) -> Option<&mut Linked> {
+        self.linked.as_deref_mut()
     }
 
     /// Takes the links away (the connection is closing for good).

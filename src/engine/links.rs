@@ -9,7 +9,8 @@
 //! high-water. So the pressure crosses the hop: the slow reader's window closes, the relay's
 //! upstream queue fills, the relay stops reading the producer, the producer's window closes.
 //!
-//! Any number of sources per sink and sinks per source. A connection's links end when it
+//! Any number of sources per sink and sinks per source, and links are counted per pair (an
+//! application's link and a fan-out's hold on the same pair each need their own unlink). A connection's links end when it
 //! closes (for good: at teardown; a sink that is flushing still holds its sources until its
 //! queue drains). What a proxy does on a half-close is the application's call, made in
 //! `on_peer_shutdown` (usually `close_write` on the other side, after what was read is
@@ -26,7 +27,9 @@ use crate::conn::{ConnId, ConnState, PauseReason};
 
 impl Engine {
     /// Links `source` to `sink` (see the module docs). False if either is closed or they are
-    /// the same connection. Linking twice is linking once.
+    /// the same connection. Links are counted: a pair linked twice stays linked until it is
+    /// unlinked twice, so two owners of the same pair (the application's own link and a
+    /// fan-out's hold, or two topics' fan-outs) never undo each other's.
     pub(crate) fn link(&mut self, source: ConnId, sink: ConnId) -> bool {
         let live = |e: &Engine, id| {
             e.conn_ref(id)
@@ -35,38 +38,53 @@ impl Engine {
         if source == sink || !live(self, source) || !live(self, sink) {
             return false;
         }
+        let Some(src) = self.conns.get_mut(source) else {
+            return false;
+        };
+        let sinks = &mut src.linked_mut().sinks;
+        if let Some((_, count)) = sinks.iter_mut().find(|(s, _)| *s == sink) {
+            // Already linked: one more owner. A count, not an entry per call, so an
+            // application that links on every frame costs no memory.
+            *count = count.saturating_add(1);
+            return true;
+        }
+        sinks.push((sink, 1));
         let Some(s) = self.conns.get_mut(sink) else {
             return false;
         };
-        if s.linked().is_some_and(|l| l.sources.contains(&source)) {
-            return true;
-        }
         s.linked_mut().sources.push(source);
-        let sink_high = s.queue().pressure().is_high();
-        if let Some(src) = self.conns.get_mut(source) {
-            src.linked_mut().sinks.push(sink);
-        }
-        if sink_high {
+        if s.queue().pressure().is_high() {
             self.pause(source, PauseReason::Link);
         }
         log::debug!("{source}: linked to {sink} (reading pauses while its queue is high)");
         true
     }
 
-    /// Undoes [`Engine::link`]. False if there was no such link.
+    /// Undoes one [`Engine::link`] of the pair; the link ends when every one is undone. False
+    /// if there was no such link.
     pub(crate) fn unlink(&mut self, source: ConnId, sink: ConnId) -> bool {
-        let removed = self
+        let Some(sinks) = self
             .conns
-            .get_mut(sink)
-            .and_then(|s| remove(&mut s.linked_mut().sources, source))
-            .is_some();
-        if let Some(src) = self.conns.get_mut(source) {
-            remove(&mut src.linked_mut().sinks, sink);
+            .get_mut(source)
+            .and_then(|c| c.linked_mut_if_any())
+            .map(|l| &mut l.sinks)
+        else {
+            return false;
+        };
+        let Some(i) = sinks.iter().position(|(s, _)| *s == sink) else {
+            return false;
+        };
+        if sinks[i].1 > 1 {
+            sinks[i].1 -= 1;
+            return true;
         }
-        if removed {
-            self.recheck_link(source);
+        sinks.swap_remove(i);
+        if let Some(s) = self.conns.get_mut(sink) {
+            remove(&mut s.linked_mut().sources, source);
         }
-        removed
+        self.recheck_link(source);
+        log::debug!("{source}: unlinked from {sink}");
+        true
     }
 
     /// `sink`'s queue crossed its high-water mark: its sources stop reading.
@@ -96,14 +114,15 @@ impl Engine {
         let Some(linked) = self.conns.get_mut(id).and_then(|c| c.take_linked()) else {
             return;
         };
-        for sink in &linked.sinks {
+        for (sink, _) in &linked.sinks {
             if let Some(s) = self.conns.get_mut(*sink) {
                 remove(&mut s.linked_mut().sources, id);
             }
         }
         for source in &linked.sources {
+            // Every count of the pair goes: the connection is gone.
             if let Some(src) = self.conns.get_mut(*source) {
-                remove(&mut src.linked_mut().sinks, id);
+                src.linked_mut().sinks.retain(|(s, _)| *s != id);
             }
             self.recheck_link(*source);
         }
@@ -118,7 +137,7 @@ impl Engine {
             return;
         }
         let held = src.linked().is_some_and(|l| {
-            l.sinks.iter().any(|s| {
+            l.sinks.iter().any(|(s, _)| {
                 self.conn_ref(*s)
                     .is_some_and(|c| c.queue().pressure().is_high())
             })

@@ -825,3 +825,58 @@ fn an_application_timer_fires_at_its_deadline_not_before() {
     turn_at(&mut e, t0 + T * 2);
     assert!(e.notices.is_empty(), "once");
 }
+
+// ----- links ---------------------------------------------------------------------------------
+
+/// Two owners of the same (source, sink) link (an application's relay rule and a fan-out's
+/// hold, or two topics' fan-outs): one undoing its link must not undo the other's.
+#[test]
+fn a_link_made_twice_holds_until_it_is_undone_twice() {
+    let (mut e, _t0) = engine(small_marks());
+    let (source, _source_peer) = adopted(&mut e);
+    let (sink, _sink_peer) = adopted(&mut e);
+    assert!(e.link(source, sink), "the first owner links");
+    assert!(e.link(source, sink), "the second owner links");
+    assert!(e.unlink(source, sink), "the first owner lets go");
+
+    // The sink crosses high-water: the second owner's link still holds the source.
+    assert_eq!(
+        e.send_json(sink, &"x".repeat(100)).ok(),
+        Some(Pressure::High)
+    );
+    let paused = e.conn_ref(source).map(|c| c.paused()).expect("open");
+    assert!(paused.contains(PauseReason::Link), "{paused:?}");
+
+    // Its drain lets the source read again; the second unlink ends the link for good.
+    e.flush_dirty();
+    assert!(e.conn_ref(source).expect("open").paused().is_empty());
+    assert!(e.unlink(source, sink), "the second owner lets go");
+    assert!(!e.unlink(source, sink), "no link is left");
+    assert_eq!(
+        e.send_json(sink, &"x".repeat(100)).ok(),
+        Some(Pressure::High)
+    );
+    assert!(e.conn_ref(source).expect("open").paused().is_empty());
+}
+
+/// A connection that closes takes every count of its links with it.
+#[test]
+fn a_closed_sink_releases_a_source_linked_to_it_twice() {
+    let (mut e, _t0) = engine(small_marks());
+    let (source, _source_peer) = adopted(&mut e);
+    let (sink, _sink_peer) = adopted(&mut e);
+    assert!(e.link(source, sink) && e.link(source, sink));
+    assert_eq!(
+        e.send_json(sink, &"x".repeat(100)).ok(),
+        Some(Pressure::High)
+    );
+    assert!(
+        e.conn_ref(source)
+            .expect("open")
+            .paused()
+            .contains(PauseReason::Link)
+    );
+    e.forget_links(sink);
+    assert!(e.conn_ref(source).expect("open").paused().is_empty());
+    assert!(!e.unlink(source, sink), "no count of the link is left");
+}
