@@ -39,7 +39,8 @@
 //! the member's hard queue limit.
 //!
 //! The fan-out's links are its own: it makes them when a member crosses high-water and
-//! removes them when the member drains, is let go or leaves. Members whose connection closed
+//! removes them when the member drains, is let go or leaves. Links are counted per pair, so
+//! a link the application made on the same pair (or another topic's hold) stays. Members whose connection closed
 //! leave the fan-out by themselves, at the next send or sweep.
 
 use std::time::{Duration, Instant};
