@@ -169,9 +169,9 @@ fn trickle(mut p: Peer, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 }
 
 /// FINDING (high): a `Drop` (or `Disconnect`) member that closes *gracefully* while it holds
-/// the publisher back keeps holding it long past its grace: up to `write_timeout` (30 s by
-/// default; for ever with `write_timeout: None`, or for as long as the peer trickles at
-/// `write_min_rate`).
+/// the publisher back keeps holding it long past its grace: at best until `write_timeout`
+/// (30 s by default; for ever with `write_timeout: None`), and with the default timeouts the
+/// hold outlasted 45 s in two runs (see the next test for why it can be for ever).
 ///
 /// Sequence: the subscriber reads nothing, crosses high-water, holds the publisher (a link);
 /// it then half-closes (`shutdown(SHUT_WR)`). Its reading is not paused (as in the broker
@@ -181,7 +181,7 @@ fn trickle(mut p: Peer, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 /// (`links.rs`), which it never does. The grace no longer applies to anyone: the publisher,
 /// and every other subscriber of the topic, stall.
 #[test]
-#[ignore = "finding: a gracefully closing member holds the publisher past its grace (until write_timeout)"]
+#[ignore = "finding: a gracefully closing member holds the publisher past its grace (observed: over 45 s with default timeouts)"]
 fn a_drop_member_that_half_closes_while_holding_the_publisher_is_let_go_within_its_grace() {
     bounded(Duration::from_secs(60), || {
         let grace = Duration::from_millis(500);
@@ -224,6 +224,64 @@ fn a_drop_member_that_half_closes_while_holding_the_publisher_is_let_go_within_i
         stop.store(true, Ordering::SeqCst);
         writer.join().unwrap();
         assert!(fast.join().unwrap() > 0);
+        drop(slow);
+    });
+}
+
+/// FINDING (high; the engine's part is not root-caused): the same half-closed subscriber
+/// holds the publisher *for ever* when the idle timeout is shorter than the write timeout
+/// (here 4 s and 6 s; with the defaults, 60 s and 30 s, the hold also outlasted 45 s in two
+/// runs of the test above with a longer wait). Without the fan-out's per-subscriber
+/// `set_settings` call, and with the idle timeout longer, the write timeout resets the
+/// flushing subscriber at 6 s as documented (tried: `tests/attack_timers.rs` has the plain
+/// case, which passes). So after a graceful close, a flushing sink that has had its settings
+/// changed can outlive `write_timeout`: its write-stall check seems never to run again. A
+/// suspect: `Timers::cancel_conn` (called by `set_settings`) forgets a per-connection
+/// *count*, while the cancelled entries stay in the heap and `take_live` spends that count
+/// on them; the idle chain ends without a successor once the connection is not open.
+#[test]
+#[ignore = "finding: a gracefully closing member with its own settings holds the publisher for ever"]
+fn a_half_closed_member_is_gone_by_the_write_timeout_when_the_idle_timeout_is_shorter() {
+    bounded(Duration::from_secs(60), || {
+        let grace = Duration::from_millis(500);
+        let bus = Bus::new(vec![SlowPolicy::Drop { grace }], Some(grace / 4));
+        let joined = bus.joined.clone();
+        let cfg = Config {
+            idle_timeout: Some(Duration::from_secs(4)),
+            write_timeout: Some(Duration::from_secs(6)),
+            ..config()
+        };
+        let server = Server::start(cfg, bus);
+        let mut slow = Peer::connect_small_window(server.addr, 8 * 1024);
+        let slow_id = join(&server, &joined, &mut slow, "sub", 0);
+        let mut publisher = Peer::connect(server.addr);
+        let pub_id = join(&server, &joined, &mut publisher, "pub", 0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = trickle(publisher, stop.clone());
+        server.wait_for(
+            Duration::from_secs(20),
+            "the slow one holds the publisher",
+            move |ctx| (ctx.pressure(slow_id)?.is_high() && link_paused(ctx, pub_id)).then_some(()),
+        );
+        slow.stream.shutdown(Shutdown::Write).unwrap();
+        server.wait_for(
+            Duration::from_secs(5),
+            "the slow one closing gracefully",
+            move |ctx| (ctx.conn_figures(slow_id)?.state == ConnState::Flushing).then_some(()),
+        );
+        // Six seconds without a byte taken: reset, and the publisher reads again.
+        server.wait_for(
+            Duration::from_secs(15),
+            "the flushing subscriber reset by the write timeout",
+            move |ctx| ctx.pressure(slow_id).is_none().then_some(()),
+        );
+        server.wait_for(
+            Duration::from_secs(5),
+            "the publisher reading",
+            move |ctx| (!link_paused(ctx, pub_id)).then_some(()),
+        );
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
         drop(slow);
     });
 }
