@@ -430,3 +430,103 @@ fn a_pause_member_is_not_reset_when_two_publishers_each_send_a_large_frame() {
         assert!(open);
     });
 }
+
+/// FINDING (low): re-adding a member with `Pause` (`add` on a member: "gets the new policy")
+/// does not make it lossless while it is above high-water after a `Drop` let it go: the
+/// `let_go` flag survives the policy change, and the `Pause` member misses frames (counted,
+/// with a gap notice later) until it drains.
+#[test]
+#[ignore = "finding: a member switched to Pause after being let go still misses frames"]
+fn a_member_switched_to_pause_misses_no_frame() {
+    bounded(Duration::from_secs(60), || {
+        let bus = Bus::new(
+            vec![SlowPolicy::Drop {
+                grace: Duration::ZERO,
+            }],
+            None,
+        );
+        let (joined, topics) = (bus.joined.clone(), bus.topics.clone());
+        let server = Server::start(config(), bus);
+        let mut s = Peer::connect_small_window(server.addr, 8 * 1024);
+        let s_id = join(&server, &joined, &mut s, "sub", 0);
+        let mut p = Peer::connect(server.addr);
+        let p_id = join(&server, &joined, &mut p, "pub", 0);
+        let t = topics.clone();
+        let (missed_as_pause, policy_taken) = server.query(move |ctx| {
+            let mut topics = t.lock().unwrap();
+            let mut i = 0;
+            // Drop with no grace: let go as soon as it is above high-water.
+            while topics[0]
+                .send(ctx, Some(p_id), Bytes::from(item(i)))
+                .dropped
+                == 0
+            {
+                i += 1;
+                assert!(i < 10_000, "never dropped");
+            }
+            // The application now wants this one lossless.
+            let re_added = topics[0].add(s_id, SlowPolicy::Pause);
+            let d = topics[0].send(ctx, Some(p_id), Bytes::from(item(i + 1)));
+            (d.dropped, !re_added)
+        });
+        assert!(policy_taken);
+        assert_eq!(missed_as_pause, 0, "a Pause member missed a frame");
+    });
+}
+
+/// FINDING (medium): a member that is also the frame's source holds nothing back. `hold`
+/// asks `link(source, sink)`, which refuses a connection linked to itself, so the source goes
+/// on being read while its own queue is above high-water; with the broker example's settings
+/// (a subscriber's reading does not pause on its own queue) its queue grows to the hard
+/// limit (high-water + `max_frame` + 4: 8.6 MB with the defaults; the test sees 2 MB queued
+/// against a 256 KiB mark, every frame read), and a `Pause` member is then reset
+/// ("lossless"), a `Drop` one let go. The memory bound ("high-water plus one frame when there
+/// is a source") does not hold. A chat room
+/// (every client publishes and subscribes to the same topic) meets this with any client that
+/// stops reading.
+#[test]
+#[ignore = "finding: a member that is its own source is not held back, and a Pause one is reset"]
+fn a_pause_member_that_is_also_the_source_is_held_back_not_reset() {
+    bounded(Duration::from_secs(60), || {
+        let bus = Bus::new(vec![SlowPolicy::Pause], None);
+        let joined = bus.joined.clone();
+        let server = Server::start(config(), bus);
+        let mut me = Peer::connect_small_window(server.addr, 8 * 1024);
+        let me_id = join(&server, &joined, &mut me, "sub", 0);
+        join(&server, &joined, &mut me, "pub", 0);
+        // It publishes 2 MB to its own topic and reads nothing.
+        let mut w = me.stream.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            for i in 0..2_000 {
+                if w.write_all(&frame(&item(i))).is_err() {
+                    return;
+                }
+            }
+        });
+        // Held back (not read), reset, or read to the end (2,000 frames and the two roles).
+        let outcome = server.wait_for(
+            Duration::from_secs(20),
+            "held back, reset or read out",
+            move |ctx| {
+                let Some(f) = ctx.conn_figures(me_id) else {
+                    return Some("reset");
+                };
+                if f.frames_in == 2_002 {
+                    return Some("read every frame");
+                }
+                (!f.reading.is_empty()).then_some("held back")
+            },
+        );
+        let q = server.query(move |ctx| ctx.queue_figures(me_id));
+        eprintln!("{outcome}: {q:?}");
+        assert_eq!(outcome, "held back");
+        let q = q.expect("open");
+        assert!(
+            q.peak <= q.high_water + 4 * 1024,
+            "its queue peaked at {} bytes",
+            q.peak
+        );
+        drop(me);
+        let _ = writer.join();
+    });
+}
