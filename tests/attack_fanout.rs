@@ -25,13 +25,14 @@ use highwater::{
 use serde_json::{Value, json};
 
 type Topics = Arc<Mutex<Vec<FanOut>>>;
+/// Every registration, in order: (role, topic, conn).
+type Joined = Arc<Mutex<Vec<(String, usize, ConnId)>>>;
 
 struct Bus {
     policies: Vec<SlowPolicy>,
     topics: Topics,
     publishers: HashMap<ConnId, usize>,
-    /// Every registration, in order: (role, topic, conn).
-    joined: Arc<Mutex<Vec<(String, usize, ConnId)>>>,
+    joined: Joined,
     /// Sweep every topic this often (None: only the test sweeps).
     sweep: Option<Duration>,
 }
@@ -117,7 +118,7 @@ fn config() -> Config {
 /// Registers `peer` as `role` of `topic` and returns the server's id for it.
 fn join(
     server: &Server<Bus>,
-    joined: &Arc<Mutex<Vec<(String, usize, ConnId)>>>,
+    joined: &Joined,
     peer: &mut Peer,
     role: &str,
     topic: usize,
