@@ -531,3 +531,50 @@ fn a_pause_member_that_is_also_the_source_is_held_back_not_reset() {
         let _ = writer.join();
     });
 }
+
+/// Held up: two topics holding the same publisher back for the same subscriber, and the
+/// application's own link on that pair, each need their own undoing; the publisher reads
+/// again only when the last of them is gone. And sweeps with no members do nothing.
+#[test]
+fn two_topics_and_an_application_link_on_one_pair_do_not_undo_each_other() {
+    bounded(Duration::from_secs(60), || {
+        let bus = Bus::new(vec![SlowPolicy::Pause, SlowPolicy::Pause], None);
+        let (joined, topics) = (bus.joined.clone(), bus.topics.clone());
+        let server = Server::start(config(), bus);
+        let mut s = Peer::connect_small_window(server.addr, 8 * 1024);
+        let s_id = join(&server, &joined, &mut s, "sub", 0);
+        join(&server, &joined, &mut s, "sub", 1);
+        let mut p = Peer::connect(server.addr);
+        let p_id = join(&server, &joined, &mut p, "pub", 0);
+        let t = topics.clone();
+        let steps = server.query(move |ctx| {
+            let mut topics = t.lock().unwrap();
+            let mut i = 0;
+            while !topics[0]
+                .send(ctx, Some(p_id), Bytes::from(item(i)))
+                .paused_source
+            {
+                i += 1;
+            }
+            // Topic B's frame from the same publisher: a second hold on the same pair.
+            assert!(
+                topics[1]
+                    .send(ctx, Some(p_id), Bytes::from(item(i + 1)))
+                    .paused_source
+            );
+            assert!(ctx.link(p_id, s_id), "the application's own link");
+            let mut steps = vec![link_paused(ctx, p_id)];
+            topics[0].remove(ctx, s_id);
+            steps.push(link_paused(ctx, p_id));
+            topics[1].remove(ctx, s_id);
+            steps.push(link_paused(ctx, p_id));
+            assert!(ctx.unlink(p_id, s_id));
+            steps.push(link_paused(ctx, p_id));
+            assert!(!ctx.unlink(p_id, s_id), "no link left");
+            // No members: nothing to do.
+            steps.push(topics[0].sweep(ctx) == 0 && topics[1].sweep(ctx) == 0);
+            steps
+        });
+        assert_eq!(steps, [true, true, true, false, true]);
+    });
+}
