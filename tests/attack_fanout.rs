@@ -229,17 +229,13 @@ fn a_drop_member_that_half_closes_while_holding_the_publisher_is_let_go_within_i
     });
 }
 
-/// FINDING (high; the engine's part is not root-caused): the same half-closed subscriber
-/// holds the publisher *for ever* when the idle timeout is shorter than the write timeout
-/// (here 4 s and 6 s; with the defaults, 60 s and 30 s, the hold also outlasted 45 s in two
-/// runs of the test above with a longer wait). Without the fan-out's per-subscriber
-/// `set_settings` call, and with the idle timeout longer, the write timeout resets the
-/// flushing subscriber at 6 s as documented (tried: `tests/attack_timers.rs` has the plain
-/// case, which passes). So after a graceful close, a flushing sink that has had its settings
-/// changed can outlive `write_timeout`: its write-stall check seems never to run again. A
-/// suspect: `Timers::cancel_conn` (called by `set_settings`) forgets a per-connection
-/// *count*, while the cancelled entries stay in the heap and `take_live` spends that count
-/// on them; the idle chain ends without a successor once the connection is not open.
+/// FINDING (high): the same half-closed subscriber holds the publisher *for ever* (here with
+/// the idle timeout, 4 s, shorter than the write timeout, 6 s; with the defaults, 60 s and
+/// 30 s, the hold outlasted 45 s in two runs of the test above with a longer wait). The
+/// engine's part reproduces without a fan-out (`attack_timers.rs`): a connection with its own
+/// settings (the broker example sets them for every subscriber), an application timer
+/// ticking (the sweep), and a graceful close: the write timeout never fires. Without the
+/// sweep timer this test passes (tried), with it the publisher is never read again.
 #[test]
 #[ignore = "finding: a gracefully closing member with its own settings holds the publisher for ever"]
 fn a_half_closed_member_is_gone_by_the_write_timeout_when_the_idle_timeout_is_shorter() {

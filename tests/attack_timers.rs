@@ -1,7 +1,7 @@
 //! Adversarial review: the write-stall clock of a connection whose settings were changed.
 //! Found while attacking `FanOut` (see `attack_fanout.rs`): it is why a gracefully closing
-//! broker subscriber held its publisher for ever rather than until `write_timeout`; the plain
-//! case below holds up.
+//! broker subscriber held its publisher for ever rather than until `write_timeout`. It needs
+//! no fan-out: own settings, a ticking application timer and a graceful close are enough.
 
 mod common;
 
@@ -10,18 +10,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Peer, Server, bounded};
-use highwater::{Config, ConnId, ConnSettings, ConnState, Context, Handler, RawJson};
+use highwater::{Config, ConnId, ConnSettings, ConnState, Context, Handler, RawJson, TimerId};
 use serde_json::json;
 
 /// `"sub"`: (optionally) sets the connection's own settings, as `examples/broker.rs` does for
 /// every subscriber, and answers; `"flood"`: queues 400 frames of 1 KiB for it.
 struct Flooder {
     own_settings: bool,
+    /// An application timer every 125 ms (as a fan-out's sweep), if set.
+    tick: bool,
     conns: Arc<Mutex<Vec<ConnId>>>,
 }
 
 impl Handler for Flooder {
     type Message = RawJson;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if self.tick {
+            ctx.set_timer(TICK, 0);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, _: u64) {
+        ctx.set_timer(TICK, 0);
+    }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
         match msg.as_bytes() {
@@ -48,9 +60,11 @@ impl Handler for Flooder {
     }
 }
 
+const TICK: Duration = Duration::from_millis(125);
+
 /// How long the reactor keeps a peer that half-closed and reads nothing while 400 KiB are
 /// queued for it, or `None` if it still has it after `limit`.
-fn stalled_close_after(own_settings: bool, limit: Duration) -> Option<Duration> {
+fn stalled_close_after(own_settings: bool, tick: bool, limit: Duration) -> Option<Duration> {
     let conns = Arc::new(Mutex::new(Vec::new()));
     let config = Config {
         idle_timeout: Some(Duration::from_secs(4)),
@@ -65,6 +79,7 @@ fn stalled_close_after(own_settings: bool, limit: Duration) -> Option<Duration> 
         config,
         Flooder {
             own_settings,
+            tick,
             conns: conns.clone(),
         },
     );
@@ -91,7 +106,7 @@ fn stalled_close_after(own_settings: bool, limit: Duration) -> Option<Duration> 
 #[test]
 fn control_without_own_settings_the_write_timeout_resets_a_flushing_peer_that_reads_nothing() {
     bounded(Duration::from_secs(60), || {
-        let after = stalled_close_after(false, Duration::from_secs(15));
+        let after = stalled_close_after(false, true, Duration::from_secs(15));
         assert!(
             after.is_some_and(|d| d < Duration::from_secs(8)),
             "{after:?}"
@@ -99,14 +114,36 @@ fn control_without_own_settings_the_write_timeout_resets_a_flushing_peer_that_re
     });
 }
 
-/// Held up: with the connection's own settings (set once, before anything is queued) the
-/// write timeout still resets a flushing peer that reads nothing. The fan-out case that does
-/// not hold is
-/// `attack_fanout::a_half_closed_member_is_gone_by_the_write_timeout_when_the_idle_timeout_is_shorter`.
+/// Held up: with the connection's own settings (set once, before anything is queued) and no
+/// application timer, the write timeout still resets a flushing peer that reads nothing.
 #[test]
 fn with_own_settings_the_write_timeout_still_resets_a_flushing_peer_that_reads_nothing() {
     bounded(Duration::from_secs(60), || {
-        let after = stalled_close_after(true, Duration::from_secs(15));
+        let after = stalled_close_after(true, false, Duration::from_secs(15));
+        assert!(
+            after.is_some_and(|d| d < Duration::from_secs(8)),
+            "{after:?}"
+        );
+    });
+}
+
+/// FINDING (high, engine; root cause not established): a connection whose settings were
+/// changed with `Context::set_settings`, closed gracefully (flushing) with a peer that reads
+/// nothing, is never reset by the write timeout when the application has a timer ticking
+/// (125 ms here, as a fan-out's sweep) and the idle timeout is shorter than the write timeout.
+/// No timeout applies any more (the idle clock ends once the connection is not open), so the
+/// connection and its queue are kept for ever, and as a `FanOut` sink it holds its publisher
+/// for ever (`attack_fanout.rs`). Either change alone (no own settings, or no ticking timer)
+/// and it is reset at 6 s. A suspect, from reading `timer.rs`: `Timers::cancel_conn` (which
+/// `set_settings` calls) forgets the connection's *count* of live entries while the cancelled
+/// entries stay in the heap, and `take_live` cannot tell a cancelled entry from a live one of
+/// the same connection, so a cancelled idle entry can spend the count the write-stall entry
+/// needs.
+#[test]
+#[ignore = "finding: with own settings and a ticking app timer, a flushing peer is never write-timed-out"]
+fn with_own_settings_and_a_ticking_timer_the_write_timeout_still_resets_a_flushing_peer() {
+    bounded(Duration::from_secs(60), || {
+        let after = stalled_close_after(true, true, Duration::from_secs(15));
         assert!(
             after.is_some_and(|d| d < Duration::from_secs(8)),
             "{after:?}"
