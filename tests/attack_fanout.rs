@@ -234,8 +234,9 @@ fn a_drop_member_that_half_closes_while_holding_the_publisher_is_let_go_within_i
 /// 30 s, the hold outlasted 45 s in two runs of the test above with a longer wait). The
 /// engine's part reproduces without a fan-out (`attack_timers.rs`): a connection with its own
 /// settings (the broker example sets them for every subscriber), an application timer
-/// ticking (the sweep), and a graceful close: the write timeout never fires. Without the
-/// sweep timer this test passes (tried), with it the publisher is never read again.
+/// ticking (the sweep), and a graceful close: the write timeout never fires (a stale timer
+/// entry left by `set_settings` spends the write-stall entry's liveness; see there). Without
+/// the sweep timer this test passes (tried), with it the publisher is never read again.
 #[test]
 #[ignore = "finding: a gracefully closing member with its own settings holds the publisher for ever"]
 fn a_half_closed_member_is_gone_by_the_write_timeout_when_the_idle_timeout_is_shorter() {
