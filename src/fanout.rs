@@ -303,7 +303,11 @@ impl FanOut {
         let gap_notice = self.gap_notice;
         self.members.retain_mut(|m| {
             let Some(pressure) = ctx.pressure(m.sink).filter(|_| ctx.is_open(m.sink)) else {
-                return false; // closed: leaves the fan-out
+                // Closed, or closing: it leaves the fan-out, and lets go of the sources it
+                // held. (A closing sink keeps its links until its queue drains, which for a
+                // peer that reads nothing is never: no grace would end that hold.)
+                m.release(ctx);
+                return false;
             };
             match m.judge(ctx, pressure.is_high(), now) {
                 Verdict::Deliver => {}
@@ -369,6 +373,7 @@ impl FanOut {
         let mut acted = 0;
         self.members.retain_mut(|m| {
             let Some(pressure) = ctx.pressure(m.sink).filter(|_| ctx.is_open(m.sink)) else {
+                m.release(ctx); // closed or closing: as in `send`
                 return false;
             };
             let was_let_go = m.let_go;

@@ -79,6 +79,17 @@ struct Entry {
     // Breaks ties in insertion order, so equal deadlines fire first-set first-fired.
     seq: u64,
     due: Due,
+    /// For a connection's entry: the arming it belongs to ([`LiveConn::epoch`]).
+    epoch: u32,
+}
+
+/// A connection's live heap entries: how many, and which arming they belong to. A
+/// connection's timers can be cancelled while it stays open (new settings re-arm them), so
+/// entries from before the cancel must not pass for live ones: they carry the old epoch.
+#[derive(Debug, Clone, Copy)]
+struct LiveConn {
+    epoch: u32,
+    entries: u32,
 }
 
 /// The deadline heap. See the module docs.
@@ -89,8 +100,12 @@ pub(crate) struct Timers {
     live_app: HashSet<TimerId>,
     /// Application timers whose deadline is "never": live, but without a heap entry.
     never_app: HashSet<TimerId>,
-    /// Heap entries per open connection. A closed connection's count moves to `stale`.
-    live_conn: HashMap<ConnId, u32>,
+    /// Heap entries per open connection, and their epoch. A cancel moves the count to
+    /// `stale`; the next entry starts a new epoch.
+    live_conn: HashMap<ConnId, LiveConn>,
+    /// The last epoch handed out (wraps; an entry would have to outlive four billion
+    /// re-armings for two epochs to meet).
+    epoch: u32,
     /// Heap entries whose timer was cancelled (see the module docs).
     stale: usize,
     seq: u64,
@@ -128,14 +143,25 @@ impl Timers {
 
     /// Schedules a connection timer entry.
     pub(crate) fn push(&mut self, at: Instant, due: Due) {
+        let mut epoch = 0;
         if let Some(conn) = due.conn() {
-            *self.live_conn.entry(conn).or_insert(0) += 1;
+            let next = self.epoch.wrapping_add(1);
+            let live = self.live_conn.entry(conn).or_insert_with(|| LiveConn {
+                epoch: next,
+                entries: 0,
+            });
+            if live.epoch == next {
+                self.epoch = next; // a new arming took it
+            }
+            live.entries += 1;
+            epoch = live.epoch;
         }
         self.seq += 1;
         self.heap.push(Reverse(Entry {
             at,
             seq: self.seq,
             due,
+            epoch,
         }));
     }
 
@@ -147,11 +173,12 @@ impl Timers {
         }
     }
 
-    /// A connection closed: its entries will never be acted on. They leave the heap when they
-    /// come up, or at the next compaction, whichever is first.
+    /// A connection closed, or is re-arming its timers for new settings: its entries so far
+    /// will never be acted on. They leave the heap when they come up, or at the next
+    /// compaction, whichever is first; entries pushed after this belong to a new epoch.
     pub(crate) fn cancel_conn(&mut self, id: ConnId) {
-        if let Some(n) = self.live_conn.remove(&id) {
-            self.stale += n as usize;
+        if let Some(live) = self.live_conn.remove(&id) {
+            self.stale += live.entries as usize;
             self.compact_if_stale();
         }
     }
@@ -169,7 +196,7 @@ impl Timers {
                 break;
             }
             let Reverse(e) = self.heap.pop()?;
-            if self.take_live(&e.due) {
+            if self.take_live(&e) {
                 return Some(e.due);
             }
             debug_assert!(self.stale > 0, "a cancelled entry that was not counted");
@@ -181,16 +208,17 @@ impl Timers {
     }
 
     /// Whether a popped entry is live, forgetting it as it goes.
-    fn take_live(&mut self, due: &Due) -> bool {
-        if let Due::App(id, _) = due {
-            return self.live_app.remove(id);
+    fn take_live(&mut self, e: &Entry) -> bool {
+        if let Due::App(id, _) = e.due {
+            return self.live_app.remove(&id);
         }
-        let Some(conn) = due.conn() else {
+        let Some(conn) = e.due.conn() else {
             return true; // listener back-off: never cancelled
         };
         match self.live_conn.get_mut(&conn) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
+            Some(live) if live.epoch != e.epoch => false, // from before a re-arming
+            Some(live) if live.entries > 1 => {
+                live.entries -= 1;
                 true
             }
             Some(_) => {
@@ -202,10 +230,13 @@ impl Timers {
     }
 
     /// Whether an entry still in the heap belongs to a live timer (without forgetting it).
-    fn is_live(&self, due: &Due) -> bool {
-        match (due, due.conn()) {
+    fn is_live(&self, e: &Entry) -> bool {
+        match (&e.due, e.due.conn()) {
             (Due::App(id, _), _) => self.live_app.contains(id),
-            (_, Some(conn)) => self.live_conn.contains_key(&conn),
+            (_, Some(conn)) => self
+                .live_conn
+                .get(&conn)
+                .is_some_and(|live| live.epoch == e.epoch),
             (_, None) => true,
         }
     }
@@ -223,7 +254,7 @@ impl Timers {
             return;
         }
         let mut heap = std::mem::take(&mut self.heap);
-        heap.retain(|Reverse(e)| self.is_live(&e.due));
+        heap.retain(|Reverse(e)| self.is_live(e));
         self.heap = heap;
         self.stale = 0;
         self.shrink_if_sparse();
@@ -262,6 +293,25 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// New settings cancel an open connection's timers and arm new ones (issue found by the
+    /// attack review: the old entry passed for live, used up the new one's count, and the
+    /// write-stall check was never run again).
+    #[test]
+    fn entries_from_before_a_re_arming_are_stale_and_the_new_ones_fire() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let c = ConnId::new(0, 1);
+        t.push(t0 + MS, Due::Idle(c));
+        t.cancel_conn(c); // new settings: the old chain is dropped...
+        t.push(t0 + 3 * MS, Due::WriteStall(c)); // ...and a new one armed
+        t.set_app(t0, 2 * MS, 7); // something else keeps the heap from being cleared
+        assert_eq!(t.pop_due(t0 + MS), None, "the old idle entry is stale");
+        assert!(matches!(t.pop_due(t0 + 2 * MS), Some(Due::App(_, 7))));
+        assert_eq!(t.pop_due(t0 + 3 * MS), Some(Due::WriteStall(c)));
+        assert_eq!((t.heap.len(), t.stale), (0, 0));
+        assert!(t.live_conn.is_empty());
+    }
 
     #[test]
     fn timers_fire_in_deadline_order() {

@@ -146,7 +146,6 @@ fn with_own_settings_the_write_timeout_still_resets_a_flushing_peer_that_reads_n
 /// Sequence: accept (I0), `set_settings` (I0 cancelled but kept, I1), reply queued (W), peer
 /// half-closes and reads nothing (flushing), I0 and I1 pop, W is taken for a cancelled entry.
 #[test]
-#[ignore = "finding: with own settings and a ticking app timer, a flushing peer is never write-timed-out"]
 fn with_own_settings_and_another_timer_pending_the_write_timeout_still_resets_a_flushing_peer() {
     bounded(Duration::from_secs(60), || {
         let after = stalled_close_after(true, true, Duration::from_secs(15));
