@@ -17,13 +17,16 @@
 use std::time::{Duration, Instant};
 
 /// The delay after `attempt` failures in a row, for a random draw `draw` (any `u64`):
-/// `min + draw mod (ceiling - min + 1)` microseconds, with `ceiling = min(max, min * 2^attempt)`
-/// but never below `min`. Durations are counted in whole microseconds and saturate: a huge
-/// backoff is "a very long time", not its low bits.
+/// `min + draw mod (ceiling - min + 1)` microseconds, with `ceiling = min(max, base * 2^attempt)`
+/// but never below `min`, where `base` is `min`, or 1 ms when `min` is zero (so a zero floor
+/// still backs off towards `max` instead of retrying as fast as the loop turns). Durations are
+/// counted in whole microseconds and saturate: a huge backoff is "a very long time", not its
+/// low bits.
 pub(crate) fn delay(min: Duration, max: Duration, attempt: u32, draw: u64) -> Duration {
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let (min, cap) = (micros(min), micros(max));
-    let ceiling = min
+    let base = if min == 0 { 1_000 } else { min };
+    let ceiling = base
         .saturating_mul(1u64 << attempt.min(30))
         .min(cap)
         .max(min);
@@ -94,8 +97,18 @@ impl Backoff {
     }
 
     /// Delays drawn since the last reset.
+    #[cfg(test)]
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Failures in a row as of `now`, for figures: 0 once the open connection has proved
+    /// healthy by lasting `max` (the count itself restarts when it ends).
+    pub(crate) fn attempt_at(&self, now: Instant) -> u32 {
+        match self.opened_at {
+            Some(opened) if now.saturating_duration_since(opened) >= self.max => 0,
+            _ => self.attempt,
+        }
     }
 }
 
@@ -136,18 +149,20 @@ mod tests {
     fn odd_settings_do_not_overflow_or_panic() {
         // max below min: the delay is min.
         assert_eq!(delay(50 * MS, 10 * MS, 3, 12345), 50 * MS);
-        // Zero: immediate retries.
+        // Zero both: immediate retries, as asked.
         assert_eq!(
             delay(Duration::ZERO, Duration::ZERO, 9, u64::MAX),
             Duration::ZERO
         );
+        // A zero floor still backs off: the ceiling doubles from 1 ms towards max.
+        assert_eq!(delay(Duration::ZERO, 100 * MS, 0, 1_000), MS);
+        assert_eq!(delay(Duration::ZERO, 100 * MS, 3, 8_000), 8 * MS);
+        assert_eq!(delay(Duration::ZERO, 100 * MS, 20, 100_000), 100 * MS);
         // Enormous: saturates instead of wrapping.
         let d = delay(Duration::MAX, Duration::MAX, u32::MAX, u64::MAX);
         assert_eq!(d, Duration::from_micros(u64::MAX));
-        assert_eq!(
-            delay(Duration::ZERO, Duration::MAX, u32::MAX, u64::MAX),
-            Duration::ZERO
-        );
+        let d = delay(Duration::ZERO, Duration::MAX, u32::MAX, u64::MAX);
+        assert!(d <= MS * (1 << 30), "{d:?}");
         let d = delay(MS, Duration::MAX, u32::MAX, u64::MAX);
         assert!(d >= MS && d <= MS * (1 << 30), "{d:?}");
     }

@@ -34,7 +34,12 @@
 //! **Memory**: a member above high-water holds its high-water mark plus the frame that took
 //! it across (the source stops delivering frames as soon as it is paused; what it had
 //! already read waits in its read buffer), under every policy, and a `Drop` member that was
-//! let go keeps no more than that while it drains. That bound needs a source to hold back: a
+//! let go keeps no more than that while it drains. That is one frame *per source*: each
+//! source is held after its own frame is queued, so a member of a topic with several
+//! publishers can hold high-water plus one frame from each. Its hard queue limit
+//! (high-water + `max_frame` by default) has room for one; with several publishers of large
+//! frames, raise the members' `ConnSettings::queue_limit`, or a `Pause` member whose queue
+//! refuses a frame is reset (it cannot be kept whole) and a `Drop` member misses it. That bound needs a source to hold back: a
 //! frame sent with no source (`send(ctx, None, ..)`) goes to a member within its grace up to
 //! the member's hard queue limit.
 //!
@@ -101,8 +106,10 @@ struct Member {
     policy: SlowPolicy,
     /// Frames missed since the last gap notice (`Drop`).
     dropped: u64,
-    /// Since when it has been above high-water, if it is.
-    high_since: Option<Instant>,
+    /// Since when it has been above high-water, if it is, and which of its queue's crossings
+    /// that is (`QueueFigures::high_water_crossings`): a member that drained and crossed again
+    /// between two looks (another topic's frames, say) starts a new grace.
+    high_since: Option<(Instant, u64)>,
     /// The sources it holds back (the links this fan-out made for it), while above
     /// high-water.
     holding: Vec<ConnId>,
@@ -129,6 +136,23 @@ impl Member {
         }
     }
 
+    /// It is above high-water at `now`: since when, in this crossing.
+    fn high_since(&mut self, ctx: &Context<'_>, now: Instant) -> Instant {
+        let crossing = ctx
+            .queue_figures(self.sink)
+            .map_or(0, |f| f.high_water_crossings);
+        match self.high_since {
+            Some((since, seen)) if seen == crossing => since,
+            _ => {
+                // A new crossing: a new grace, and a `Drop` member that had been let go gets
+                // its frames (after its gap notice) and holds the source again.
+                self.high_since = Some((now, crossing));
+                self.let_go = false;
+                now
+            }
+        }
+    }
+
     /// Applies the policy to a member that is (or is not) above high-water at `now`.
     fn judge(&mut self, ctx: &mut Context<'_>, high: bool, now: Instant) -> Verdict {
         if !high {
@@ -138,10 +162,10 @@ impl Member {
             self.let_go = false;
             return Verdict::Deliver;
         }
+        let since = self.high_since(ctx, now);
         if self.let_go {
             return Verdict::Miss;
         }
-        let since = *self.high_since.get_or_insert(now);
         let Some(grace) = self.policy.grace() else {
             return Verdict::Deliver; // Pause: the source waits
         };
@@ -249,7 +273,13 @@ impl FanOut {
     /// it was not a member.
     pub fn add(&mut self, sink: ConnId, policy: SlowPolicy) -> bool {
         if let Some(m) = self.members.iter_mut().find(|m| m.sink == sink) {
-            m.policy = policy;
+            if m.policy != policy {
+                // A new policy judges afresh: a member let go under `Drop` and now `Pause`
+                // must not go on missing frames, and a new grace starts now.
+                m.policy = policy;
+                m.let_go = false;
+                m.high_since = None;
+            }
             return false;
         }
         self.members.push(Member::new(sink, policy));
@@ -331,7 +361,7 @@ impl FanOut {
                     // Now above high-water: it holds the source back until it drains (the
                     // link pauses the source at once), and its grace starts.
                     if after.is_high() {
-                        m.high_since.get_or_insert(now);
+                        m.high_since(ctx, now);
                         if let Some(src) = source {
                             d.paused_source |= m.hold(ctx, src);
                         }

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -104,7 +104,8 @@ pub struct RequestConfig {
     pub pending_cap: usize,
     /// Deadline for a request when none is given. Default 5 s.
     pub timeout: Duration,
-    /// First reconnection delay; doubles on each failure. Default 50 ms.
+    /// First reconnection delay; the ceiling doubles on each failure (from 1 ms if this is
+    /// zero). Default 50 ms.
     pub backoff_min: Duration,
     /// Longest reconnection delay. Default 5 s. A connection that brought a reply, or stayed
     /// open this long, counts as a success: the delays start again from `backoff_min`.
@@ -491,7 +492,7 @@ impl Requests {
     pub fn figures(&self) -> RequestFigures {
         RequestFigures {
             pending: self.pending.len(),
-            retries: self.backoff.attempt(),
+            retries: self.backoff.attempt_at(Instant::now()),
             ..self.figures
         }
     }

@@ -127,7 +127,7 @@ fn with_own_settings_the_write_timeout_still_resets_a_flushing_peer_that_reads_n
     });
 }
 
-/// FINDING (high, engine): a connection whose settings were changed with
+/// Found by the attack review (high, engine), fixed: a connection whose settings were changed with
 /// `Context::set_settings`, closed gracefully (flushing) with a peer that reads nothing, is
 /// never reset by the write timeout when another timer keeps the heap non-empty (here an
 /// application timer ticking every 125 ms, as a fan-out's sweep) and the idle timeout is

@@ -26,8 +26,10 @@ use super::Engine;
 use crate::conn::{ConnId, ConnState, PauseReason};
 
 impl Engine {
-    /// Links `source` to `sink` (see the module docs). False if either is closed or they are
-    /// the same connection. Links are counted: a pair linked twice stays linked until it is
+    /// Links `source` to `sink` (see the module docs). False if either is closed. A
+    /// connection may be linked to itself (a fan-out member that is also the frame's source:
+    /// its own queue above high-water stops its reading, whatever its own-queue setting).
+    /// Links are counted: a pair linked twice stays linked until it is
     /// unlinked twice, so two owners of the same pair (the application's own link and a
     /// fan-out's hold, or two topics' fan-outs) never undo each other's.
     pub(crate) fn link(&mut self, source: ConnId, sink: ConnId) -> bool {
@@ -35,7 +37,7 @@ impl Engine {
             e.conn_ref(id)
                 .is_some_and(|c| matches!(c.state(), ConnState::Open | ConnState::Connecting))
         };
-        if source == sink || !live(self, source) || !live(self, sink) {
+        if !live(self, source) || !live(self, sink) {
             return false;
         }
         let Some(src) = self.conns.get_mut(source) else {
@@ -114,12 +116,14 @@ impl Engine {
         let Some(linked) = self.conns.get_mut(id).and_then(|c| c.take_linked()) else {
             return;
         };
-        for (sink, _) in &linked.sinks {
+        // Its links to itself went with `take_linked`: skip them, or `linked_mut` would
+        // make new, empty ones on a closing connection.
+        for (sink, _) in linked.sinks.iter().filter(|(s, _)| *s != id) {
             if let Some(s) = self.conns.get_mut(*sink) {
                 remove(&mut s.linked_mut().sources, id);
             }
         }
-        for source in &linked.sources {
+        for source in linked.sources.iter().filter(|s| **s != id) {
             // Every count of the pair goes: the connection is gone.
             if let Some(src) = self.conns.get_mut(*source) {
                 src.linked_mut().sinks.retain(|(s, _)| *s != id);

@@ -880,3 +880,25 @@ fn a_closed_sink_releases_a_source_linked_to_it_twice() {
     assert!(e.conn_ref(source).expect("open").paused().is_empty());
     assert!(!e.unlink(source, sink), "no count of the link is left");
 }
+
+/// A connection linked to itself (a fan-out member that is also the frame's source) stops
+/// being read while its own queue is high, even with its own-queue pause off, and reads again
+/// at the drain; closing it leaves no links behind.
+#[test]
+fn a_connection_linked_to_itself_pauses_on_its_own_queue_and_resumes_at_the_drain() {
+    let (mut e, _t0) = engine(Config {
+        pause_reads_above_high_water: false,
+        ..small_marks()
+    });
+    let (c, _peer) = adopted(&mut e);
+    assert!(e.link(c, c));
+    assert_eq!(e.send_json(c, &"x".repeat(100)).ok(), Some(Pressure::High));
+    let paused = e.conn_ref(c).map(|c| c.paused()).expect("open");
+    assert!(paused.contains(PauseReason::Link), "{paused:?}");
+    assert!(!paused.contains(PauseReason::WriteQueue), "{paused:?}");
+    e.flush_dirty();
+    assert!(e.conn_ref(c).expect("open").paused().is_empty());
+    e.forget_links(c);
+    assert!(e.conn_ref(c).expect("open").linked().is_none());
+    assert!(!e.unlink(c, c));
+}
