@@ -212,4 +212,31 @@ mod tests {
         b.closed(t0 + MS);
         assert_eq!(b.attempt(), 0);
     }
+
+    /// Finding (attack review 2, low): the zero-floor fix looks at whole microseconds, so the
+    /// back-off is not monotone in `backoff_min`: a floor of 0 (or 500 ns, which counts as 0)
+    /// doubles from 1 ms, but a floor of 1 µs doubles from 1 µs, so a client configured to
+    /// wait *longer* retries a thousand times sooner: its first ten delays add up to at most
+    /// about 2 ms, where the zero floor's may reach about 2 s. The near-spin the fix removed
+    /// for 0 is still there for any floor of a few microseconds.
+    #[test]
+    #[ignore = "finding: a 1 us backoff_min backs off a thousand times less than a zero one"]
+    fn a_longer_floor_never_makes_shorter_ceilings() {
+        let us = Duration::from_micros(1);
+        let longest = |min: Duration, attempt: u32| {
+            (0..100_000u64)
+                .map(|draw| delay(min, Duration::from_secs(5), attempt, draw))
+                .max()
+                .expect("draws")
+        };
+        for attempt in 0..10 {
+            let zero = longest(Duration::ZERO, attempt);
+            assert_eq!(longest(Duration::from_nanos(500), attempt), zero);
+            assert!(
+                longest(us, attempt) >= zero,
+                "attempt {attempt}: ceiling {:?} with a 1 us floor, {zero:?} with none",
+                longest(us, attempt)
+            );
+        }
+    }
 }
