@@ -421,7 +421,7 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        let conns: Vec<ConnId> = (0..40).map(|i| ConnId::new(i, i as u32 + 1)).collect();
+        let conns: Vec<ConnId> = (0..40u32).map(|i| ConnId::new(i as usize, i + 1)).collect();
         let mut apps = Vec::new();
         let mut now = t0;
         // The entries each connection armed since its last cancel, and that have not fired.
