@@ -24,7 +24,7 @@ use crate::write_queue::{Pressure, SendError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconnectConfig {
     /// The first reconnection delay; the ceiling of the random delay doubles on each failure
-    /// in a row (from 1 ms if this is zero). Default 50 ms.
+    /// in a row (from 1 ms if this is shorter). Default 50 ms.
     pub backoff_min: Duration,
     /// The longest reconnection delay, and how long a connection must stay open to count as
     /// a success (restarting the delays from `backoff_min`). Default 5 s.

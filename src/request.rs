@@ -105,7 +105,7 @@ pub struct RequestConfig {
     /// Deadline for a request when none is given. Default 5 s.
     pub timeout: Duration,
     /// First reconnection delay; the ceiling doubles on each failure (from 1 ms if this is
-    /// zero). Default 50 ms.
+    /// shorter). Default 50 ms.
     pub backoff_min: Duration,
     /// Longest reconnection delay. Default 5 s. A connection that brought a reply, or stayed
     /// open this long, counts as a success: the delays start again from `backoff_min`.

@@ -129,7 +129,6 @@ fn a_member_taken_back_by_a_new_crossing_with_room_gets_an_exact_gap_notice_firs
 }
 
 #[test]
-#[ignore = "finding: a let-go Drop member that re-crosses near its limit gets a frame before its gap notice"]
 fn a_member_taken_back_by_a_new_crossing_gets_its_gap_notice_before_its_next_frame() {
     // 10 bytes of room: the notice (24 bytes) does not fit, `1` (5 framed) does.
     let (sent, missed, after) = let_go_then_cross_again(10);

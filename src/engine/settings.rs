@@ -22,7 +22,6 @@ impl Engine {
     ) -> Result<bool, ConfigError> {
         settings.validate()?;
         let now = self.now;
-        let connect_timeout = self.config.connect_timeout;
         let Some(conn) = self.conns.get_mut(id) else {
             return Ok(false);
         };
@@ -41,20 +40,21 @@ impl Engine {
             conn.pause(crate::PauseReason::WriteQueue, now);
         }
         let stalled = conn.timing().stall_since.is_some();
-        let opened_at = conn.timing().opened_at;
         conn.timing_mut().stall_armed = settings.write_timeout.is_some() && stalled;
         // One chain of each timer: drop the old ones, arm for the new values.
         self.timers.cancel_conn(id);
-        if let (ConnState::Open, Some(idle)) = (state, settings.idle_timeout) {
-            self.timers.push_after(now, idle / 2, Due::Idle(id));
+        // Each check runs at once (next turn) and schedules itself from the connection's last
+        // progress: a shortened timeout whose deadline has come acts then, not up to half a
+        // timeout late, and one still ahead warns and closes on time.
+        if let (ConnState::Open, Some(_)) = (state, settings.idle_timeout) {
+            self.timers.push(now, Due::Idle(id));
         }
-        if let (true, Some(timeout)) = (stalled, settings.write_timeout) {
-            self.timers
-                .push_after(now, timeout / 2, Due::WriteStall(id));
+        if let (true, Some(_)) = (stalled, settings.write_timeout) {
+            self.timers.push(now, Due::WriteStall(id));
         }
-        if let (ConnState::Connecting, Some(limit)) = (state, connect_timeout) {
-            self.timers.push_after(opened_at, limit, Due::Connect(id));
-        }
+        // The connect deadline is the config's, not the connection's settings', and its entry
+        // is not among those `cancel_conn` dropped (a connect's entry is checked against the
+        // connection's state when it comes up): it stands as it was.
         if crossed {
             self.sink_high(id);
         }
