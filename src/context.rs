@@ -217,11 +217,12 @@ impl<'a> Context<'a> {
     ///
     /// A connection linked to itself stops being read while its own queue is above high-water
     /// (as the own-queue pause does, but for this link's owner even with that setting off: a
-    /// fan-out member that is also the frame's source). Returns false if either connection
-    /// is closed. A
-    /// connection's links end when it closes; what to do when one side closes or half-closes
-    /// is the application's call, made in `on_close` / `on_peer_shutdown` (a proxy usually
-    /// closes, or [`Context::close_write`]s, the other side).
+    /// fan-out member that is also the frame's source).
+    ///
+    /// Returns false if either connection is closed. A connection's links end when it
+    /// closes; what to do when one side closes or half-closes is the application's call,
+    /// made in `on_close` / `on_peer_shutdown` (a proxy usually closes, or
+    /// [`Context::close_write`]s, the other side).
     pub fn link(&mut self, source: ConnId, sink: ConnId) -> bool {
         self.engine.link(source, sink)
     }

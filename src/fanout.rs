@@ -44,14 +44,15 @@
 //! publishers can hold high-water plus one frame from each. Its hard queue limit
 //! (high-water + `max_frame` by default) has room for one; with several publishers of large
 //! frames, raise the members' `ConnSettings::queue_limit`, or a `Pause` member whose queue
-//! refuses a frame is reset (it cannot be kept whole) and a `Drop` member misses it. That bound needs a source to hold back: a
-//! frame sent with no source (`send(ctx, None, ..)`) goes to a member within its grace up to
-//! the member's hard queue limit.
+//! refuses a frame is reset (it cannot be kept whole) and a `Drop` member misses it. That
+//! bound needs a source to hold back: a frame sent with no source (`send(ctx, None, ..)`)
+//! goes to a member within its grace up to the member's hard queue limit.
 //!
 //! The fan-out's links are its own: it makes them when a member crosses high-water and
 //! removes them when the member drains, is let go or leaves. Links are counted per pair, so
-//! a link the application made on the same pair (or another topic's hold) stays. Members whose connection closed
-//! leave the fan-out by themselves, at the next send or sweep.
+//! a link the application made on the same pair (or another topic's hold) stays. Members
+//! whose connection closed leave the fan-out by themselves, at the next send or sweep, and
+//! let go of what they held.
 
 use std::time::{Duration, Instant};
 
@@ -380,7 +381,10 @@ impl FanOut {
                     }
                     true
                 }
-                Err(SendError::Closed) => false,
+                Err(SendError::Closed) => {
+                    m.release(ctx);
+                    false
+                }
                 Err(e) if matches!(m.policy, SlowPolicy::Drop { .. }) => {
                     // Its hard limit (a frame with no source to hold back, say): a `Drop`
                     // member misses frames rather than its connection.

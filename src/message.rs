@@ -174,12 +174,10 @@ impl RawJson {
 /// One pass: the validator checks UTF-8 inside strings as it goes (`validate.rs`), so a
 /// payload it accepts is valid UTF-8 and needs no `from_utf8` pass. Only a rejected payload is
 /// passed to `from_utf8`, so that the error says what it always said: a payload with invalid
-/// UTF-8 anywhere gets the `invalid UTF-8: …` detail, any other the validator's.
+/// UTF-8 anywhere gets the `invalid UTF-8: …` detail (and an empty one `empty payload`), any
+/// other the validator's.
 impl Decode for RawJson {
     fn decode(payload: Bytes) -> Result<RawJson, DecodeError> {
-        if payload.is_empty() {
-            return Err(DecodeError::new("empty payload"));
-        }
         match crate::validate::validate(&payload) {
             Ok(()) => Ok(RawJson { bytes: payload }),
             Err(e) => {

@@ -29,6 +29,7 @@
 //! of the moment.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -149,14 +150,17 @@ impl Timers {
     pub(crate) fn push(&mut self, at: Instant, due: Due) {
         let mut epoch = 0;
         if let Some(conn) = due.conn() {
-            let next = self.epoch.wrapping_add(1);
-            let live = self.live_conn.entry(conn).or_insert_with(|| LiveConn {
-                epoch: next,
-                entries: 0,
-            });
-            if live.epoch == next {
-                self.epoch = next; // a new arming took it
-            }
+            let live = match self.live_conn.entry(conn) {
+                Slot::Occupied(live) => live.into_mut(),
+                Slot::Vacant(slot) => {
+                    // A new arming: none of its entries are in the heap yet.
+                    self.epoch += 1;
+                    slot.insert(LiveConn {
+                        epoch: self.epoch,
+                        entries: 0,
+                    })
+                }
+            };
             live.entries += 1;
             epoch = live.epoch;
         }

@@ -10,9 +10,9 @@
 //! upstream queue fills, the relay stops reading the producer, the producer's window closes.
 //!
 //! Any number of sources per sink and sinks per source, and links are counted per pair (an
-//! application's link and a fan-out's hold on the same pair each need their own unlink). A connection's links end when it
-//! closes (for good: at teardown; a sink that is flushing still holds its sources until its
-//! queue drains). What a proxy does on a half-close is the application's call, made in
+//! application's link and a fan-out's hold on the same pair each need their own unlink). A
+//! connection may be linked to itself. A connection's links end when it closes (for good:
+//! at teardown; a sink that is flushing still holds its sources until its queue drains). What a proxy does on a half-close is the application's call, made in
 //! `on_peer_shutdown` (usually `close_write` on the other side, after what was read is
 //! forwarded); links neither close nor half-close anything.
 //!
@@ -29,8 +29,8 @@ impl Engine {
     /// Links `source` to `sink` (see the module docs). False if either is closed. A
     /// connection may be linked to itself (a fan-out member that is also the frame's source:
     /// its own queue above high-water stops its reading, whatever its own-queue setting).
-    /// Links are counted: a pair linked twice stays linked until it is
-    /// unlinked twice, so two owners of the same pair (the application's own link and a
+    /// Links are counted: a pair linked twice stays linked until it is unlinked twice, so two
+    /// owners of the same pair (the application's own link and a
     /// fan-out's hold, or two topics' fan-outs) never undo each other's.
     pub(crate) fn link(&mut self, source: ConnId, sink: ConnId) -> bool {
         let live = |e: &Engine, id| {

@@ -1137,3 +1137,35 @@ fn a_member_that_drains_just_inside_each_grace_does_not_hold_the_publisher_for_e
         step * 100
     );
 }
+
+/// An application that links on every frame (and never unlinks) costs a count, not an entry
+/// per call, and still ends its links when the connection closes.
+#[test]
+fn linking_the_same_pair_on_every_frame_keeps_one_entry() {
+    let (mut e, _t0) = engine(small_marks());
+    let (source, _source_peer) = adopted(&mut e);
+    let (sink, _sink_peer) = adopted(&mut e);
+    for _ in 0..100_000 {
+        assert!(e.link(source, sink));
+    }
+    let entries = |e: &Engine, id| {
+        e.conn_ref(id)
+            .and_then(|c| c.linked())
+            .map(|l| (l.sources.len(), l.sinks.len()))
+    };
+    assert_eq!(entries(&e, source), Some((0, 1)));
+    assert_eq!(entries(&e, sink), Some((1, 0)));
+    assert_eq!(
+        e.send_json(sink, &"x".repeat(100)).ok(),
+        Some(Pressure::High)
+    );
+    assert!(
+        e.conn_ref(source)
+            .expect("open")
+            .paused()
+            .contains(PauseReason::Link)
+    );
+    e.forget_links(sink);
+    assert!(e.conn_ref(source).expect("open").paused().is_empty());
+    assert_eq!(entries(&e, source), Some((0, 0)));
+}
