@@ -149,6 +149,18 @@ pub struct Config {
     /// the trade-off). Default false: one listener, and a group's reactor 0 hands connections
     /// out round-robin.
     pub reuse_port: bool,
+    /// Busy polling: after a turn that had events, keep asking the poller without sleeping
+    /// (`epoll_wait` with a zero timeout) for up to this long before blocking again. Default
+    /// `None`: a reactor with nothing to do sleeps at once.
+    ///
+    /// What it buys is the wake-up. A sleeping reactor is woken by the kernel when a peer's
+    /// bytes arrive, and on a virtual machine that wake-up can cost tens of microseconds,
+    /// more than everything else in a round trip. A reactor that is still polling finds the
+    /// bytes at its next call instead. What it costs is a core: the thread spins at 100% for
+    /// this long after every burst of events, so the window should be about the time a
+    /// peer takes to answer (a round trip or two), not longer. Timers, commands from handles
+    /// and shutdown work as without it. Measured in BENCHMARKS.md ("Busy polling").
+    pub busy_poll: Option<Duration>,
 }
 
 impl Default for Config {
@@ -171,6 +183,7 @@ impl Default for Config {
             recv_buffer_size: None,
             nodelay: true,
             reuse_port: false,
+            busy_poll: None,
         }
     }
 }

@@ -170,6 +170,9 @@ pub struct Reactor<H: Handler> {
     engine: Engine,
     handler: H,
     started: bool,
+    /// Until when the loop polls without sleeping ([`Config::busy_poll`]): the end of the
+    /// window opened by the last turn that had events.
+    spin_until: Option<Instant>,
 }
 
 impl<H: Handler> std::fmt::Debug for Reactor<H> {
@@ -189,6 +192,7 @@ impl<H: Handler> Reactor<H> {
             engine: Engine::new(config, Instant::now())?,
             handler,
             started: false,
+            spin_until: None,
         })
     }
 
@@ -293,13 +297,26 @@ impl<H: Handler> Reactor<H> {
     /// One turn of the loop (see the module docs): poll, then everything else at the time the
     /// poll returned, read once.
     fn turn(&mut self, events: &mut Events) -> io::Result<()> {
-        let timeout = self.engine.poll_timeout(Instant::now());
+        let before = Instant::now();
+        let mut timeout = self.engine.poll_timeout(before);
+        // Busy polling: inside the window, ask without sleeping (`Config::busy_poll`).
+        if self.spin_until.is_some_and(|end| before < end) {
+            timeout = Some(Duration::ZERO);
+        }
         if let Err(e) = self.engine.poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
         }
-        self.process(events, Instant::now());
+        let now = Instant::now();
+        if !events.is_empty() {
+            self.spin_until = self
+                .engine
+                .config
+                .busy_poll
+                .and_then(|d| now.checked_add(d));
+        }
+        self.process(events, now);
         Ok(())
     }
 

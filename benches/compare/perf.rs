@@ -87,7 +87,11 @@ fn main() {
             let joined = match kind.as_str() {
                 "highwater" if fanout => server.spawn(move || highwater_fanout(sndbuf)),
                 "tokio-tuned" if fanout => server.spawn(move || tokio_fanout(sndbuf)),
-                "highwater" => server.spawn(move || highwater_server(sndbuf)),
+                "highwater" => server.spawn(move || highwater_server(sndbuf, None)),
+                // `Config::busy_poll` of 50 µs: the ping-pong with no sleep on the server side.
+                "highwater-busy" => {
+                    server.spawn(move || highwater_server(sndbuf, Some(Duration::from_micros(50))))
+                }
                 "tokio-tuned" => server.spawn(move || tokio_server(sndbuf, true)),
                 "tokio" => server.spawn(move || tokio_server(sndbuf, false)),
                 "std" => server.spawn(std_server),
@@ -130,8 +134,9 @@ impl Handler for Echo {
     }
 }
 
-fn highwater_server(sndbuf: Option<usize>) {
+fn highwater_server(sndbuf: Option<usize>, busy_poll: Option<Duration>) {
     let config = Config {
+        busy_poll,
         idle_timeout: None,
         write_timeout: None,
         max_connections: 50_000,

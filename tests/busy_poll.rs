@@ -1,0 +1,123 @@
+//! `Config::busy_poll`: after a turn with events the reactor keeps polling without sleeping
+//! for the window, and then sleeps again; timers, messages and shutdown work as without it.
+//!
+//! The sleeps below are the subject, not synchronisation: each one lets a window of time pass
+//! whose effect on the reactor (how many turns it took, how much CPU it burnt) is measured.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Peer, Server, bounded};
+use highwater::{Config, ConnId, Context, Handler, RawJson, TimerId};
+use serde_json::json;
+
+/// Echoes messages; reports timers as they fire.
+struct Echo {
+    fired: mpsc::Sender<Instant>,
+}
+
+impl Handler for Echo {
+    type Message = RawJson;
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: RawJson) {
+        let _ = ctx.send_payload(conn, msg.into_bytes());
+    }
+    fn on_timer(&mut self, _ctx: &mut Context<'_>, _timer: TimerId, _data: u64) {
+        let _ = self.fired.send(Instant::now());
+    }
+}
+
+fn start(busy_poll: Option<Duration>) -> (Server<Echo>, mpsc::Receiver<Instant>) {
+    let (fired, timers) = mpsc::channel();
+    let config = Config {
+        busy_poll,
+        ..Config::default()
+    };
+    (Server::start(config, Echo { fired }), timers)
+}
+
+/// The reactor's turns so far and its thread's CPU time (user + system, in clock ticks of
+/// 10 ms), read on the reactor thread itself. Asking is an event, so it opens a window too.
+fn turns_and_cpu(server: &Server<Echo>) -> (u64, u64) {
+    server.query(|ctx| {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime
+        // the 13th of those.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("ticks");
+        (ctx.figures().turns, ticks(11) + ticks(12))
+    })
+}
+
+#[test]
+fn polls_without_sleeping_inside_the_window() {
+    bounded(Duration::from_secs(20), || {
+        let (busy, _t1) = start(Some(Duration::from_secs(10)));
+        let (plain, _t2) = start(None);
+        let (busy_before, _) = turns_and_cpu(&busy);
+        let (plain_before, _) = turns_and_cpu(&plain);
+        std::thread::sleep(Duration::from_millis(200));
+        let (busy_after, _) = turns_and_cpu(&busy);
+        let (plain_after, _) = turns_and_cpu(&plain);
+        // Each zero-timeout poll is a turn: a spinning reactor makes thousands in 200 ms,
+        // one that sleeps makes the few its own queries cost.
+        assert!(
+            busy_after - busy_before > 100,
+            "busy-polling reactor took only {} turns in 200 ms",
+            busy_after - busy_before
+        );
+        assert!(
+            plain_after - plain_before < 10,
+            "a reactor without busy polling took {} turns in 200 ms with nothing to do",
+            plain_after - plain_before
+        );
+    });
+}
+
+#[test]
+fn sleeps_again_after_the_window() {
+    bounded(Duration::from_secs(20), || {
+        let (server, _timers) = start(Some(Duration::from_millis(20)));
+        let mut peer = Peer::connect(server.addr);
+        peer.send(&json!({"n": 1}));
+        assert_eq!(peer.recv(), json!({"n": 1}));
+        let (turns_before, cpu_before) = turns_and_cpu(&server);
+        std::thread::sleep(Duration::from_millis(600));
+        let (turns_after, cpu_after) = turns_and_cpu(&server);
+        // The query opened a 20 ms window; after it the thread sleeps: at most a few ticks
+        // of CPU in 600 ms, where one that kept spinning would burn about 60.
+        assert!(
+            cpu_after - cpu_before < 20,
+            "the reactor burnt {} ticks of CPU in 600 ms after a 20 ms window ({} turns)",
+            cpu_after - cpu_before,
+            turns_after - turns_before
+        );
+    });
+}
+
+#[test]
+fn messages_and_timers_work_while_spinning() {
+    bounded(Duration::from_secs(20), || {
+        let (server, timers) = start(Some(Duration::from_secs(10)));
+        let mut peer = Peer::connect(server.addr);
+        for n in 0..100 {
+            peer.send(&json!({"n": n}));
+            assert_eq!(peer.recv(), json!({"n": n}));
+        }
+        let set_at = server.query(|ctx| {
+            ctx.set_timer(Duration::from_millis(50), 7);
+            ctx.now()
+        });
+        let fired = timers
+            .recv_timeout(Duration::from_secs(5))
+            .expect("timer fired");
+        let after = fired - set_at;
+        assert!(after >= Duration::from_millis(50), "fired early: {after:?}");
+        assert!(after < Duration::from_secs(2), "fired late: {after:?}");
+        // A graceful shutdown ends a spinning reactor too.
+        drop(peer);
+        server.shutdown(Duration::from_secs(1));
+    });
+}
