@@ -26,6 +26,62 @@ pub(crate) struct Invalid {
     pub(crate) what: &'static str,
 }
 
+/// Why a payload is not valid JSON; where is the cursor's position when it is returned.
+///
+/// One byte, so that every `Result<(), Why>` on the hot path travels in a register: with the
+/// position and a `&str` inside (24 bytes) each of the dozens of calls per payload returned
+/// through memory, and that cost as much as the checks themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    ControlInString,
+    ExpectedCommaOrEnd,
+    ExpectedColon,
+    ExpectedKey,
+    ExpectedValue,
+    ExpectedValueAtEnd,
+    InvalidUtf8,
+    InvalidEscape,
+    InvalidHexDigit,
+    InvalidLiteral,
+    InvalidNumber,
+    NoFractionDigits,
+    NoExponentDigits,
+    LoneLeadingSurrogate,
+    LoneTrailingSurrogate,
+    TooDeep,
+    Trailing,
+    TruncatedEscape,
+    EndInContainer,
+    Unterminated,
+}
+
+impl Why {
+    fn text(self) -> &'static str {
+        match self {
+            Why::ControlInString => "control character in string",
+            Why::ExpectedCommaOrEnd => "expected ',' or the end of the container",
+            Why::ExpectedColon => "expected ':' after an object key",
+            Why::ExpectedKey => "expected a string key",
+            Why::ExpectedValue => "expected a value",
+            Why::ExpectedValueAtEnd => "expected a value, found the end",
+            Why::InvalidUtf8 => "invalid UTF-8",
+            Why::InvalidEscape => "invalid escape",
+            Why::InvalidHexDigit => "invalid hex digit in \\u escape",
+            Why::InvalidLiteral => "invalid literal (expected true, false or null)",
+            Why::InvalidNumber => "invalid number",
+            Why::NoFractionDigits => "invalid number: no digits after the decimal point",
+            Why::NoExponentDigits => "invalid number: no digits in the exponent",
+            Why::LoneLeadingSurrogate => "lone leading surrogate in \\u escape",
+            Why::LoneTrailingSurrogate => "lone trailing surrogate in \\u escape",
+            Why::TooDeep => "nested too deeply",
+            Why::Trailing => "trailing characters after the value",
+            Why::TruncatedEscape => "truncated \\u escape",
+            Why::EndInContainer => "unexpected end inside a container",
+            Why::Unterminated => "unterminated string",
+        }
+    }
+}
+
 /// The containers open around the current position, innermost in bit 0: a set bit is an
 /// object, a clear bit an array. 128 bits hold MAX_DEPTH (127) levels with no allocation.
 struct Stack {
@@ -34,12 +90,9 @@ struct Stack {
 }
 
 impl Stack {
-    fn push(&mut self, object: bool, at: usize) -> Result<(), Invalid> {
+    fn push(&mut self, object: bool) -> Result<(), Why> {
         if self.depth >= MAX_DEPTH {
-            return Err(Invalid {
-                at,
-                what: "nested too deeply",
-            });
+            return Err(Why::TooDeep);
         }
         self.bits = (self.bits << 1) | u128::from(object);
         self.depth += 1;
@@ -62,36 +115,37 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn err(&self, what: &'static str) -> Invalid {
-        Invalid { at: self.pos, what }
-    }
-
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
     }
 
-    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Invalid> {
+    #[inline(always)]
+    fn expect(&mut self, byte: u8, why: Why) -> Result<(), Why> {
         if self.peek() != Some(byte) {
-            return Err(self.err(what));
+            return Err(why);
         }
         self.pos += 1;
         Ok(())
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), Invalid> {
+    #[inline(always)]
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Why> {
         if !self.b[self.pos..].starts_with(word) {
-            return Err(self.err("invalid literal (expected true, false or null)"));
+            return Err(Why::InvalidLiteral);
         }
         self.pos += word.len();
         Ok(())
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.pos;
         while let Some(b'0'..=b'9') = self.peek() {
@@ -101,7 +155,8 @@ impl Cursor<'_> {
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Result<(), Invalid> {
+    #[inline(always)]
+    fn number(&mut self) -> Result<(), Why> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -110,12 +165,12 @@ impl Cursor<'_> {
             Some(b'1'..=b'9') => {
                 self.digits();
             }
-            _ => return Err(self.err("invalid number")),
+            _ => return Err(Why::InvalidNumber),
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
             if self.digits() == 0 {
-                return Err(self.err("invalid number: no digits after the decimal point"));
+                return Err(Why::NoFractionDigits);
             }
         }
         if let Some(b'e' | b'E') = self.peek() {
@@ -124,15 +179,15 @@ impl Cursor<'_> {
                 self.pos += 1;
             }
             if self.digits() == 0 {
-                return Err(self.err("invalid number: no digits in the exponent"));
+                return Err(Why::NoExponentDigits);
             }
         }
         Ok(())
     }
 
-    fn hex4(&mut self) -> Result<u16, Invalid> {
+    fn hex4(&mut self) -> Result<u16, Why> {
         let Some(hex) = self.b.get(self.pos..self.pos + 4) else {
-            return Err(self.err("truncated \\u escape"));
+            return Err(Why::TruncatedEscape);
         };
         let mut v = 0u16;
         for &h in hex {
@@ -140,7 +195,7 @@ impl Cursor<'_> {
                 b'0'..=b'9' => h - b'0',
                 b'a'..=b'f' => h - b'a' + 10,
                 b'A'..=b'F' => h - b'A' + 10,
-                _ => return Err(self.err("invalid hex digit in \\u escape")),
+                _ => return Err(Why::InvalidHexDigit),
             };
             v = (v << 4) | u16::from(d);
         }
@@ -149,19 +204,40 @@ impl Cursor<'_> {
     }
 
     /// An object key and its colon: `"…" :`, with the whitespace around them.
-    fn key(&mut self) -> Result<(), Invalid> {
-        self.expect(b'"', "expected a string key")?;
+    #[inline(always)]
+    fn key(&mut self) -> Result<(), Why> {
+        self.expect(b'"', Why::ExpectedKey)?;
         self.string()?;
         self.skip_ws();
-        self.expect(b':', "expected ':' after an object key")?;
+        self.expect(b':', Why::ExpectedColon)?;
         self.skip_ws();
         Ok(())
     }
 
     /// After the opening quote, up to and including the closing one.
-    fn string(&mut self) -> Result<(), Invalid> {
+    #[inline(always)]
+    fn string(&mut self) -> Result<(), Why> {
+        self.skip_string_bytes::<true>();
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            return Ok(());
+        }
+        // Through a copy of the cursor: a cursor whose address is never taken stays in
+        // registers throughout the validator's loop.
+        let mut rest = Cursor {
+            b: self.b,
+            pos: self.pos,
+        };
+        let verdict = rest.string_rest();
+        self.pos = rest.pos;
+        verdict
+    }
+
+    /// The rest of a string that holds an escape or text that is not ASCII (or is broken):
+    /// out of line, so that the usual plain string stays small enough to inline.
+    #[inline(never)]
+    fn string_rest(&mut self) -> Result<(), Why> {
         loop {
-            self.skip_string_bytes::<true>();
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -178,9 +254,10 @@ impl Cursor<'_> {
                     self.skip_string_bytes::<false>();
                     self.utf8(run)?;
                 }
-                Some(_) => return Err(self.err("control character in string")),
-                None => return Err(self.err("unterminated string")),
+                Some(_) => return Err(Why::ControlInString),
+                None => return Err(Why::Unterminated),
             }
+            self.skip_string_bytes::<true>();
         }
     }
 
@@ -192,6 +269,7 @@ impl Cursor<'_> {
     /// "has a zero byte" and "has a byte less than n" tricks), and the lowest byte flagged is
     /// exact (a false flag can only come from a borrow out of a matching byte below it), so
     /// its position is the answer without a byte-by-byte rescan.
+    #[inline(always)]
     fn skip_string_bytes<const ASCII_ONLY: bool>(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -200,8 +278,16 @@ impl Cursor<'_> {
             let y = x ^ (ONES * u64::from(byte));
             y.wrapping_sub(ONES) & !y
         }
-        while let Some(word) = self.b.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
-            let x = u64::from_le_bytes(*word);
+        let rest = self.b.get(self.pos..).unwrap_or_default();
+        let mut words = rest.chunks_exact(8);
+        // A local count, not `self.pos`, so that the loop keeps it in a register.
+        let mut skipped = 0;
+        for word in &mut words {
+            // Always eight bytes (`chunks_exact`); the compiler drops the check.
+            let Ok(word) = <[u8; 8]>::try_from(word) else {
+                break;
+            };
+            let x = u64::from_le_bytes(word);
             // `& !x`: a byte with its own high bit set is not a control character.
             let control = x.wrapping_sub(ONES * 0x20) & !x;
             // `x` itself: its high bits are the bytes that are not ASCII.
@@ -209,35 +295,38 @@ impl Cursor<'_> {
             let special = (control | equal(x, b'"') | equal(x, b'\\') | non_ascii) & HIGHS;
             if special != 0 {
                 // Little-endian: the first byte is the lowest.
-                self.pos += special.trailing_zeros() as usize / 8;
+                self.pos += skipped + special.trailing_zeros() as usize / 8;
                 return;
             }
-            self.pos += 8;
+            skipped += 8;
         }
-        while let Some(b) = self.peek() {
+        for &b in words.remainder() {
             if b == b'"' || b == b'\\' || b < 0x20 || (ASCII_ONLY && b >= 0x80) {
-                return;
+                break;
             }
-            self.pos += 1;
+            skipped += 1;
         }
+        self.pos += skipped;
     }
 
     /// Checks that the string bytes from `start` to here are UTF-8. They hold no quote,
     /// backslash or control character, all ASCII: no multi-byte sequence can span those, so
     /// a run between them is valid exactly when it is valid on its own. The standard
     /// library's check rules out what JSON must not carry either: overlong forms, surrogates,
-    /// code points above U+10FFFF, sequences cut short.
-    fn utf8(&self, start: usize) -> Result<(), Invalid> {
-        std::str::from_utf8(&self.b[start..self.pos])
-            .map(drop)
-            .map_err(|e| Invalid {
-                at: start + e.valid_up_to(),
-                what: "invalid UTF-8",
-            })
+    /// code points above U+10FFFF, sequences cut short. On failure the cursor moves to the
+    /// first byte that is not.
+    fn utf8(&mut self, start: usize) -> Result<(), Why> {
+        match std::str::from_utf8(&self.b[start..self.pos]) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.pos = start + e.valid_up_to();
+                Err(Why::InvalidUtf8)
+            }
+        }
     }
 
     /// After a backslash. Surrogates must pair up, as serde_json requires.
-    fn escape(&mut self) -> Result<(), Invalid> {
+    fn escape(&mut self) -> Result<(), Why> {
         match self.peek() {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
                 self.pos += 1;
@@ -248,19 +337,19 @@ impl Cursor<'_> {
                 match self.hex4()? {
                     0xD800..=0xDBFF => {
                         if !self.b[self.pos..].starts_with(b"\\u") {
-                            return Err(self.err("lone leading surrogate in \\u escape"));
+                            return Err(Why::LoneLeadingSurrogate);
                         }
                         self.pos += 2;
                         match self.hex4()? {
                             0xDC00..=0xDFFF => Ok(()),
-                            _ => Err(self.err("lone leading surrogate in \\u escape")),
+                            _ => Err(Why::LoneLeadingSurrogate),
                         }
                     }
-                    0xDC00..=0xDFFF => Err(self.err("lone trailing surrogate in \\u escape")),
+                    0xDC00..=0xDFFF => Err(Why::LoneTrailingSurrogate),
                     _ => Ok(()),
                 }
             }
-            _ => Err(self.err("invalid escape")),
+            _ => Err(Why::InvalidEscape),
         }
     }
 }
@@ -269,13 +358,22 @@ impl Cursor<'_> {
 /// valid UTF-8 (see the module docs).
 pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
     let mut c = Cursor { b: input, pos: 0 };
+    value(&mut c).map_err(|why| Invalid {
+        at: c.pos,
+        what: why.text(),
+    })
+}
+
+/// The grammar's loop: a value, then what may follow it, until the outermost value ends.
+#[inline(always)]
+fn value(c: &mut Cursor<'_>) -> Result<(), Why> {
     let mut stack = Stack { bits: 0, depth: 0 };
     c.skip_ws();
     'value: loop {
         // A value starts here.
         match c.peek() {
             Some(b'{') => {
-                stack.push(true, c.pos)?;
+                stack.push(true)?;
                 c.pos += 1;
                 c.skip_ws();
                 if c.peek() == Some(b'}') {
@@ -287,7 +385,7 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
                 }
             }
             Some(b'[') => {
-                stack.push(false, c.pos)?;
+                stack.push(false)?;
                 c.pos += 1;
                 c.skip_ws();
                 if c.peek() == Some(b']') {
@@ -305,8 +403,8 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
             Some(b'f') => c.literal(b"false")?,
             Some(b'n') => c.literal(b"null")?,
             Some(b'-' | b'0'..=b'9') => c.number()?,
-            Some(_) => return Err(c.err("expected a value")),
-            None => return Err(c.err("expected a value, found the end")),
+            Some(_) => return Err(Why::ExpectedValue),
+            None => return Err(Why::ExpectedValueAtEnd),
         }
         // A value ended: close containers, or move to the next element.
         loop {
@@ -314,7 +412,7 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
             if stack.depth == 0 {
                 return match c.peek() {
                     None => Ok(()),
-                    Some(_) => Err(c.err("trailing characters after the value")),
+                    Some(_) => Err(Why::Trailing),
                 };
             }
             match c.peek() {
@@ -334,8 +432,8 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), Invalid> {
                     c.pos += 1;
                     stack.pop();
                 }
-                Some(_) => return Err(c.err("expected ',' or the end of the container")),
-                None => return Err(c.err("unexpected end inside a container")),
+                Some(_) => return Err(Why::ExpectedCommaOrEnd),
+                None => return Err(Why::EndInContainer),
             }
         }
     }
