@@ -157,7 +157,10 @@ mod tests {
         let mut p = BufPool::default();
         let mut b = ReadBuf::with_capacity(READ_CHUNK);
         b.bytes_mut().resize(READ_CHUNK - 100, b'x');
-        drop(b.take(READ_CHUNK - 100));
+        drop(b.take(crate::frame::FrameAt {
+            header: 0,
+            len: READ_CHUNK - 100,
+        }));
         assert!(
             b.capacity() < KEEP_MIN,
             "the payload took the front with it"
@@ -172,13 +175,19 @@ mod tests {
         let mut p = BufPool::default();
         let mut b = ReadBuf::with_capacity(READ_CHUNK);
         b.bytes_mut().resize(100, b'x');
-        let small = b.take(100);
+        let small = b.take(crate::frame::FrameAt {
+            header: 0,
+            len: 100,
+        });
         p.put(b);
         assert_eq!(p.len(), 1, "most of it is still room");
         let mut b = p.take();
         let fill = b.capacity() - 10;
         b.bytes_mut().resize(fill, b'y');
-        let big = b.take(b.len());
+        let big = b.take(crate::frame::FrameAt {
+            header: 0,
+            len: b.len(),
+        });
         p.put(b);
         assert_eq!(
             p.len(),

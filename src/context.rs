@@ -55,6 +55,7 @@ impl<'a> Context<'a> {
     /// Queues `payload`, which must already be one JSON value as UTF-8 text (for example a
     /// received [`crate::RawJson`]'s bytes), as one frame. Large payloads are queued without
     /// copying. The payload is not re-validated. Pressure as for [`Context::send`].
+    #[inline]
     pub fn send_payload(
         &mut self,
         conn: ConnId,

@@ -110,6 +110,7 @@ impl std::error::Error for EncodeError {
 /// Reads a length prefix and checks it against the limit. This is the whole defence against
 /// oversized frames, and it needs the four header bytes only: nothing is reserved for a
 /// payload before its length has passed.
+#[inline]
 pub fn check_header(header: [u8; HEADER_LEN], max_frame: usize) -> Result<usize, FrameError> {
     let len = BigEndian::read_u32(&header);
     // u32 -> u64 is lossless everywhere; comparing in u64 keeps 32-bit targets honest.
@@ -120,6 +121,14 @@ pub fn check_header(header: [u8; HEADER_LEN], max_frame: usize) -> Result<usize,
         });
     }
     Ok(len as usize)
+}
+
+/// A complete payload at the front of the buffer, after `header` bytes of its header (all
+/// four, or none when the header was consumed earlier): [`Decoder::next_frame`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameAt {
+    pub(crate) header: usize,
+    pub(crate) len: usize,
 }
 
 /// Where the decoder is in the current frame.
@@ -177,23 +186,33 @@ impl Decoder {
     /// stream, not an error. The payload is split from the buffer (a reference-count bump, no
     /// copy). An error is fatal for this stream; see [`FrameError`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        Ok(self
-            .next_payload_len(buf)?
-            .map(|len| buf.split_to(len).freeze()))
+        Ok(self.next_frame(buf)?.map(|at| {
+            let mut payload = buf.split_to(at.header + at.len).freeze();
+            payload.advance(at.header);
+            payload
+        }))
     }
 
-    /// The first half of [`Decoder::decode`]: consumes the header and reports the length of the
-    /// payload that now starts `buf`, once all of it is there; the caller cuts it off. The
-    /// reactor uses this to decide whether to cut a view or a copy (`read_buf.rs`).
-    pub(crate) fn next_payload_len(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<usize>, FrameError> {
+    /// The first half of [`Decoder::decode`]: reports where the next complete payload is in
+    /// `buf`, once all of it is there; the caller cuts it off (the reactor decides whether to
+    /// cut a view or a copy, `read_buf.rs`).
+    ///
+    /// A frame that arrived whole is reported with its header still in front, to be cut off
+    /// together with the payload: one split instead of two. Only when the payload is still
+    /// incomplete is the header dropped on its own and its length remembered.
+    #[inline]
+    pub(crate) fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<FrameAt>, FrameError> {
         if self.state == State::Header {
             let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
                 return Ok(None);
             };
             let len = check_header(*header, self.max_frame)?;
+            if buf.len() - HEADER_LEN >= len {
+                return Ok(Some(FrameAt {
+                    header: HEADER_LEN,
+                    len,
+                }));
+            }
             // Drop the header in place: `advance` moves a pointer, where `split_to` would
             // hand out (and then drop) a reference-counted view.
             buf.advance(HEADER_LEN);
@@ -206,7 +225,7 @@ impl Decoder {
             return Ok(None);
         }
         self.state = State::Header;
-        Ok(Some(len))
+        Ok(Some(FrameAt { header: 0, len }))
     }
 
     /// How many more bytes the frame in progress needs before [`Decoder::decode`] can return it
@@ -297,6 +316,7 @@ impl std::io::Write for Append<'_> {
 
 /// Appends the header for a payload of `len` bytes, after checking `len` against `max_frame`.
 /// Use it with a payload that is already JSON text (see [`crate::Context::send_payload`]).
+#[inline]
 pub fn encode_header(len: usize, dst: &mut BytesMut, max_frame: usize) -> Result<(), EncodeError> {
     if len == 0 {
         return Err(EncodeError::Empty);

@@ -177,6 +177,7 @@ impl RawJson {
 /// UTF-8 anywhere gets the `invalid UTF-8: …` detail (and an empty one `empty payload`), any
 /// other the validator's.
 impl Decode for RawJson {
+    #[inline]
     fn decode(payload: Bytes) -> Result<RawJson, DecodeError> {
         match crate::validate::validate(&payload) {
             Ok(()) => Ok(RawJson { bytes: payload }),

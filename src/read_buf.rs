@@ -21,6 +21,8 @@ use std::ops::Deref;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::frame::FrameAt;
+
 /// Payloads up to this size are always handed out as views. They are cheap to pin (a small
 /// payload is rarely kept: decoded and dropped, or copied into a write queue's tail buffer,
 /// whose own copy threshold this matches), and copying each would cost an allocation per
@@ -122,18 +124,25 @@ impl ReadBuf {
         Some(self.bytes.len() + wanted)
     }
 
-    /// Cuts the first `len` bytes off as a payload: a view into the allocation when the payload
-    /// fills at least 7/8 of it (or is small, see [`VIEW_ALWAYS`]), else a copy. So a view
-    /// keeps alive at most 8/7 of what a queue is charged for it. In practice a large frame
-    /// gets an allocation of its own size (`make_room`) and stays a view; a mid-sized one that
-    /// shares a read chunk with its neighbours is copied, one `memcpy` of under 64 KiB.
-    pub(crate) fn take(&mut self, len: usize) -> Bytes {
+    /// Cuts the frame at the front off (`at`: its payload, after `at.header` bytes of header)
+    /// and returns the payload: a view into the allocation when the payload fills at least 7/8
+    /// of it (or is small, see [`VIEW_ALWAYS`]), else a copy. So a view keeps alive at most 8/7
+    /// of what a queue is charged for it. In practice a large frame gets an allocation of its
+    /// own size (`make_room`) and stays a view; a mid-sized one that shares a read chunk with
+    /// its neighbours is copied, one `memcpy` of under 64 KiB.
+    #[inline]
+    pub(crate) fn take(&mut self, at: FrameAt) -> Bytes {
+        let FrameAt { header, len } = at;
         if len > VIEW_ALWAYS && len.saturating_mul(8) < self.alloc.saturating_mul(7) {
-            let copy = Bytes::copy_from_slice(&self.bytes[..len]);
-            bytes::Buf::advance(&mut self.bytes, len);
+            let copy = Bytes::copy_from_slice(&self.bytes[header..header + len]);
+            bytes::Buf::advance(&mut self.bytes, header + len);
             copy
         } else {
-            self.bytes.split_to(len).freeze()
+            // Header and payload in one split; dropping the header from the frozen view is a
+            // pointer move.
+            let mut payload = self.bytes.split_to(header + len).freeze();
+            bytes::Buf::advance(&mut payload, header);
+            payload
         }
     }
 }
@@ -141,6 +150,11 @@ impl ReadBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A payload of `len` at the front, its header already consumed.
+    fn payload(len: usize) -> FrameAt {
+        FrameAt { header: 0, len }
+    }
 
     #[test]
     fn a_fresh_buffer_knows_its_allocation() {
@@ -163,7 +177,7 @@ mod tests {
     fn a_small_slice_of_a_big_allocation_is_copied_out() {
         let mut b = ReadBuf::with_capacity(1 << 20);
         b.bytes_mut().resize(VIEW_ALWAYS + 1, b'a');
-        let p = b.take(VIEW_ALWAYS + 1);
+        let p = b.take(payload(VIEW_ALWAYS + 1));
         assert_eq!(p.len(), VIEW_ALWAYS + 1);
         // A copy has its own allocation: the buffer's is free to be reclaimed at once.
         assert!(b.bytes_mut().try_reclaim(1 << 20));
@@ -173,7 +187,7 @@ mod tests {
     fn a_payload_that_fills_most_of_its_allocation_is_a_view() {
         let mut b = ReadBuf::with_capacity(100_000);
         b.bytes_mut().resize(90_000, b'a');
-        let p = b.take(90_000);
+        let p = b.take(payload(90_000));
         // A view shares the allocation: it cannot be reclaimed while the payload lives.
         assert!(!b.bytes_mut().try_reclaim(100_000));
         drop(p);
@@ -186,7 +200,7 @@ mod tests {
         // straddled reads, in a 131,068-byte allocation, pinned twice its charge.
         let mut b = ReadBuf::with_capacity(131_068);
         b.bytes_mut().resize(65_540, b'a');
-        let p = b.take(65_540);
+        let p = b.take(payload(65_540));
         assert!(
             b.bytes_mut().try_reclaim(131_068),
             "a copy: the allocation is free"
@@ -198,7 +212,7 @@ mod tests {
     fn small_payloads_are_views_whatever_the_allocation() {
         let mut b = ReadBuf::with_capacity(1 << 20);
         b.bytes_mut().extend_from_slice(b"{}");
-        let p = b.take(2);
+        let p = b.take(payload(2));
         assert!(!b.bytes_mut().try_reclaim(1 << 20));
         drop(p);
     }
@@ -207,7 +221,7 @@ mod tests {
     fn an_allocation_grown_for_a_huge_frame_is_not_reused_for_small_reads() {
         let mut b = ReadBuf::with_capacity(8 << 20);
         b.bytes_mut().resize(8 << 20, b'x');
-        drop(b.take(8 << 20));
+        drop(b.take(payload(8 << 20)));
         // Empty now, and reclaimable, but far larger than a read chunk: released.
         assert!(b.make_room(64 * 1024, 128 * 1024));
         assert_eq!(b.alloc(), 64 * 1024);

@@ -268,6 +268,7 @@ impl WriteQueue {
 
     /// Queues a payload that is already JSON text, with its header. Small payloads are copied
     /// into the tail buffer; large ones are queued as they are, without copying.
+    #[inline]
     pub fn push_payload(
         &mut self,
         payload: Bytes,
@@ -296,6 +297,7 @@ impl WriteQueue {
         Ok(self.account(frame))
     }
 
+    #[inline]
     fn check_room(&self, frame: usize) -> Result<(), SendError> {
         if self.figures.queued + frame > self.marks.limit {
             return Err(SendError::QueueFull {
@@ -307,6 +309,7 @@ impl WriteQueue {
         Ok(())
     }
 
+    #[inline]
     fn account(&mut self, frame: usize) -> Pressure {
         let f = &mut self.figures;
         f.queued += frame;

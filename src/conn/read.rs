@@ -112,13 +112,14 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Cuts the next complete frame out of the read buffer.
+    #[inline]
     pub(crate) fn next_frame(&mut self, now: Instant) -> Result<Option<Bytes>, FrameError> {
-        let Some(len) = self.decoder.next_payload_len(self.read_buf.bytes_mut())? else {
+        let Some(at) = self.decoder.next_frame(self.read_buf.bytes_mut())? else {
             return Ok(None);
         };
         self.frames_in += 1;
         self.timing.last_frame_at = now;
-        Ok(Some(self.read_buf.take(len)))
+        Ok(Some(self.read_buf.take(at)))
     }
 
     /// The frame in progress cannot be completed: the peer finished in the middle of it.

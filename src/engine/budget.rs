@@ -55,6 +55,7 @@ impl Engine {
     /// Bytes held: every connection's queue and read buffer, the payloads its work elsewhere
     /// holds (`work_held`), and the payloads waiting in the handles' command channel
     /// (`Inbox::bytes`), which are memory too.
+    #[inline]
     pub(crate) fn held(&self) -> usize {
         self.held.queued + self.held.read + self.held.work + self.commands.bytes()
     }
@@ -72,6 +73,7 @@ impl Engine {
 
     /// Called when `id`'s queue grew: starts binding if the total reached the budget, or, while
     /// it binds, pauses `id` if its queue is above its share.
+    #[inline]
     pub(crate) fn apply_budget(&mut self, id: ConnId) {
         let Some(budget) = self.config.queue_budget else {
             return;
@@ -84,6 +86,12 @@ impl Engine {
             }
             return;
         }
+        self.apply_binding_budget(id, budget, total);
+    }
+
+    /// [`Engine::apply_budget`] while the budget binds: out of line, so that the usual case
+    /// (well under the budget) costs the sender a few comparisons.
+    fn apply_binding_budget(&mut self, id: ConnId, budget: usize, total: usize) {
         if total >= self.held.scanned_at + budget / 8 {
             return self.bind_budget(budget); // grown again: share out anew
         }

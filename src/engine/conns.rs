@@ -74,6 +74,20 @@ impl Conns {
             .filter(|c| c.state() != ConnState::Closed)
     }
 
+    /// Like [`Conns::get_mut`], with the dirty list beside it: a sender marks the connection
+    /// dirty ([`push_dirty`]) without a second lookup.
+    pub(crate) fn get_mut_and_dirty(
+        &mut self,
+        id: ConnId,
+    ) -> Option<(&mut Connection, &mut Vec<ConnId>)> {
+        match self.slots.get_mut(id.index()) {
+            Some(Slot::Conn(c)) if c.id() == id && c.state() != ConnState::Closed => {
+                Some((c, &mut self.dirty))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
         match self.slots.get_mut(id.index()) {
             Some(Slot::Conn(c)) if c.id() == id && c.state() != ConnState::Closed => Some(c),
@@ -283,7 +297,9 @@ impl Conns {
     }
 }
 
-fn push_dirty(dirty: &mut Vec<ConnId>, conn: &mut Connection) {
+/// Puts `conn` on the dirty list, once (also for the list [`Conns::get_mut_and_dirty`] lends).
+#[inline]
+pub(crate) fn push_dirty(dirty: &mut Vec<ConnId>, conn: &mut Connection) {
     if !conn.listed().dirty {
         conn.listed().dirty = true;
         dirty.push(conn.id());

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::Engine;
+use super::conns::push_dirty;
 use crate::conn::{ConnId, ConnState, PauseReason};
 use crate::frame::FrameError;
 use crate::handler::CloseReason;
@@ -24,6 +25,7 @@ impl Engine {
     }
 
     /// Queues `payload` (already JSON text) on `id`.
+    #[inline]
     pub(crate) fn send_payload(
         &mut self,
         id: ConnId,
@@ -36,13 +38,14 @@ impl Engine {
     /// Queues a frame and applies the water marks: this is where the application's write
     /// queue grows, and where, past the high-water mark, the connection stops reading so a
     /// peer that does not read its replies cannot make us buffer them without bound.
+    #[inline]
     fn push(
         &mut self,
         id: ConnId,
         op: impl FnOnce(&mut WriteQueue) -> Result<Pressure, SendError>,
     ) -> Result<Pressure, SendError> {
         let now = self.now;
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some((conn, dirty)) = self.conns.get_mut_and_dirty(id) else {
             return Err(SendError::Closed);
         };
         if !conn.accepts_sends() {
@@ -77,7 +80,7 @@ impl Engine {
         if pressure.is_high() && conn.pauses_above_high_water() && conn.state() == ConnState::Open {
             conn.pause(PauseReason::WriteQueue, now);
         }
-        self.conns.mark_dirty(id);
+        push_dirty(dirty, conn);
         if crossed && has_sources {
             self.sink_high(id); // relays: the connections feeding this one stop too
         }
