@@ -217,7 +217,7 @@ impl Cursor<'_> {
     /// After the opening quote, up to and including the closing one.
     #[inline(always)]
     fn string(&mut self) -> Result<(), Why> {
-        self.skip_string_bytes::<true>();
+        self.pos = plain_run_end(self.b, self.pos);
         if self.peek() == Some(b'"') {
             self.pos += 1;
             return Ok(());
@@ -352,6 +352,17 @@ impl Cursor<'_> {
             _ => Err(Why::InvalidEscape),
         }
     }
+}
+
+/// Where the run of plain ASCII string bytes starting at `pos` ends (see
+/// `Cursor::skip_string_bytes`). Out of line: inlined into the validator's loop it made
+/// that loop too big for the registers, and both reloaded values at every step (callgrind:
+/// 563 -> 515 instructions for a 64-byte object, 830 -> 741 for an array of 8 integers).
+#[inline(never)]
+fn plain_run_end(b: &[u8], pos: usize) -> usize {
+    let mut c = Cursor { b, pos };
+    c.skip_string_bytes::<true>();
+    c.pos
 }
 
 /// Checks that `input` is exactly one JSON value, with optional surrounding whitespace, and
