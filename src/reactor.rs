@@ -170,9 +170,10 @@ pub struct Reactor<H: Handler> {
     engine: Engine,
     handler: H,
     started: bool,
-    /// Until when the loop polls without sleeping ([`Config::busy_poll`]): the end of the
-    /// window opened by the last turn that had events.
-    spin_until: Option<Instant>,
+    /// When the last turn with events ended: the loop polls without sleeping until
+    /// [`Config::busy_poll`] has passed since (kept as a start, not an end, so that a window
+    /// too long to add to the clock, `Duration::MAX`, means "always").
+    last_events_at: Option<Instant>,
 }
 
 impl<H: Handler> std::fmt::Debug for Reactor<H> {
@@ -192,7 +193,7 @@ impl<H: Handler> Reactor<H> {
             engine: Engine::new(config, Instant::now())?,
             handler,
             started: false,
-            spin_until: None,
+            last_events_at: None,
         })
     }
 
@@ -300,8 +301,10 @@ impl<H: Handler> Reactor<H> {
         let before = Instant::now();
         let mut timeout = self.engine.poll_timeout(before);
         // Busy polling: inside the window, ask without sleeping (`Config::busy_poll`).
-        if self.spin_until.is_some_and(|end| before < end) {
-            timeout = Some(Duration::ZERO);
+        if let (Some(window), Some(last)) = (self.engine.config.busy_poll, self.last_events_at) {
+            if before.saturating_duration_since(last) < window {
+                timeout = Some(Duration::ZERO);
+            }
         }
         if let Err(e) = self.engine.poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -310,11 +313,7 @@ impl<H: Handler> Reactor<H> {
         }
         let now = Instant::now();
         if !events.is_empty() {
-            self.spin_until = self
-                .engine
-                .config
-                .busy_poll
-                .and_then(|d| now.checked_add(d));
+            self.last_events_at = Some(now);
         }
         self.process(events, now);
         Ok(())

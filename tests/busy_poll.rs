@@ -55,12 +55,22 @@ fn turns_and_cpu(server: &Server<Echo>) -> (u64, u64) {
 fn polls_without_sleeping_inside_the_window() {
     bounded(Duration::from_secs(20), || {
         let (busy, _t1) = start(Some(Duration::from_secs(10)));
+        // A window too long to add to the clock means "always", as the other durations of
+        // `Config` mean "never" for a timeout.
+        let (always, _t3) = start(Some(Duration::MAX));
         let (plain, _t2) = start(None);
         let (busy_before, _) = turns_and_cpu(&busy);
+        let (always_before, _) = turns_and_cpu(&always);
         let (plain_before, _) = turns_and_cpu(&plain);
         std::thread::sleep(Duration::from_millis(200));
         let (busy_after, _) = turns_and_cpu(&busy);
+        let (always_after, _) = turns_and_cpu(&always);
         let (plain_after, _) = turns_and_cpu(&plain);
+        assert!(
+            always_after - always_before > 100,
+            "a reactor with busy_poll Duration::MAX took only {} turns in 200 ms",
+            always_after - always_before
+        );
         // Each zero-timeout poll is a turn: a spinning reactor makes thousands in 200 ms,
         // one that sleeps makes the few its own queries cost.
         assert!(
