@@ -70,6 +70,10 @@ struct Cli {
     /// How long each --process-every pause lasts
     #[arg(long, value_name = "MS", requires = "process_every")]
     process_ms: Option<Millis>,
+    /// After a turn with events, poll without sleeping for this long: lower latency for a
+    /// spinning core (0 = off; Config::busy_poll)
+    #[arg(long, value_name = "US", default_value_t = Micros::or_off(cli::defaults().busy_poll))]
+    busy_poll_us: Micros,
     /// A figures line on stderr this often (0 = off)
     #[arg(long, value_name = "MS", default_value = "0")]
     stats_interval_ms: Millis,
@@ -281,6 +285,7 @@ fn main() -> std::io::Result<()> {
         idle_timeout: args.idle_timeout_ms.nonzero(),
         write_timeout: args.write_timeout_ms.nonzero(),
         queue_budget: Some(args.queue_budget.0).filter(|&b| b > 0),
+        busy_poll: args.busy_poll_us.nonzero(),
         ..args.marks.apply(cli::defaults())
     };
     if let Err(e) = config.validate() {

@@ -556,6 +556,8 @@ fn the_server_takes_sizes_and_durations_with_units() {
             "300ms",
             "--write-timeout-ms",
             "2s",
+            "--busy-poll-us",
+            "50us",
         ]);
         let mut peer = Peer::connect(addr);
         peer.send(&json!("hello"));
@@ -604,6 +606,11 @@ fn help_states_the_librarys_defaults() {
     );
     assert_eq!(millis_of(&text, "--idle-timeout-ms"), ms(d.idle_timeout));
     assert_eq!(millis_of(&text, "--write-timeout-ms"), ms(d.write_timeout));
+    let busy = help_default(&text, "--busy-poll-us").expect("a default for --busy-poll-us");
+    assert_eq!(
+        busy.parse::<Micros>().expect("--busy-poll-us default").0,
+        ms(d.busy_poll)
+    );
     // The client and the demo share the marks' flags, and so their defaults.
     for name in ["client", "demo"] {
         let text = String::from_utf8(run_example(name, &["--help"]).stdout).unwrap();
