@@ -159,8 +159,10 @@ pub struct Config {
     /// bytes at its next call instead. What it costs is a core: the thread spins at 100% for
     /// this long after every burst of events, so the window should be about the time a
     /// peer takes to answer (a round trip or two), not longer. Timers, commands from handles
-    /// and shutdown work as without it. `Duration::MAX` spins for ever. Measured in
-    /// BENCHMARKS.md ("Busy polling").
+    /// and shutdown work as without it. The window opens at the end of each turn that had
+    /// events (so a long turn does not use it up); a reactor that has had no event yet
+    /// sleeps; `Some(Duration::ZERO)` is the same as `None`; `Duration::MAX` spins for ever
+    /// from the first event on. Measured in BENCHMARKS.md ("Busy polling").
     pub busy_poll: Option<Duration>,
 }
 

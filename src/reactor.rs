@@ -311,11 +311,13 @@ impl<H: Handler> Reactor<H> {
                 return Err(e);
             }
         }
-        let now = Instant::now();
-        if !events.is_empty() {
-            self.last_events_at = Some(now);
+        self.process(events, Instant::now());
+        // The window opens when the turn's work is done: its replies were flushed just now,
+        // and the answers to them come a round trip from here. (Stamped at the poll, a turn
+        // longer than the window would leave none.) The clock is read again only for this.
+        if !events.is_empty() && self.engine.config.busy_poll.is_some() {
+            self.last_events_at = Some(Instant::now());
         }
-        self.process(events, now);
         Ok(())
     }
 

@@ -131,3 +131,43 @@ fn messages_and_timers_work_while_spinning() {
         server.shutdown(Duration::from_secs(1));
     });
 }
+
+/// Replies to each message after `work` of "work", with the turn count at the reply.
+struct Slow {
+    work: Duration,
+}
+
+impl Handler for Slow {
+    type Message = RawJson;
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _msg: RawJson) {
+        std::thread::sleep(self.work); // the handler's work: the turn takes this long
+        let turns = ctx.figures().turns;
+        let _ = ctx.send(conn, &json!({ "turns": turns }));
+    }
+}
+
+/// The window opens when a turn's work is done, where the answers to its replies start to
+/// come, not when its poll returned: a turn longer than the window still gets all of it.
+/// (Found by a review: stamped at the poll, a 300 ms turn used up a 200 ms window.)
+#[test]
+fn the_window_runs_after_a_turn_longer_than_the_window() {
+    bounded(Duration::from_secs(20), || {
+        let config = Config {
+            busy_poll: Some(Duration::from_millis(200)),
+            ..Config::default()
+        };
+        let work = Duration::from_millis(300);
+        let server = Server::start(config, Slow { work });
+        let mut peer = Peer::connect(server.addr);
+        peer.send(&json!({"go": 1}));
+        let at_reply = peer.recv()["turns"].as_u64().expect("turns");
+        // 100 ms into the 200 ms window that follows the turn that sent the reply.
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server.query(|ctx| ctx.figures().turns);
+        assert!(
+            now - at_reply > 100,
+            "only {} turns in the 100 ms after a 300 ms turn with a 200 ms busy_poll window",
+            now - at_reply
+        );
+    });
+}
