@@ -12,7 +12,9 @@
 //! 1. **Poll.** `mio::Poll::poll`, timeout from `Engine::poll_timeout(now)`: zero if work is
 //!    waiting (the ready list, connections carried over by the write budget, commands beyond
 //!    last turn's share, undelivered notices), else until the nearest timer or shutdown
-//!    deadline. At most 1,024 events per poll (the `Events` capacity). Then the clock is read,
+//!    deadline; zero too while a [`Config::busy_poll`] window is open (it opens at the end of
+//!    each turn that had events). At most 1,024 events per poll (the `Events` capacity). Then
+//!    the clock is read,
 //!    once, and handed to `Engine::begin_turn` (`engine/mod.rs`): the turn count goes up
 //!    (which starts every budget afresh) and the connections the write budget carried over
 //!    are dirty again. Nothing after this reads the clock ([`Reactor::process`]).
