@@ -37,18 +37,21 @@ fn start(busy_poll: Option<Duration>) -> (Server<Echo>, mpsc::Receiver<Instant>)
     (Server::start(config, Echo { fired }), timers)
 }
 
-/// The reactor's turns so far and its thread's CPU time (user + system, in clock ticks of
-/// 10 ms), read on the reactor thread itself. Asking is an event, so it opens a window too.
-fn turns_and_cpu(server: &Server<Echo>) -> (u64, u64) {
-    server.query(|ctx| {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
-        // Fields after the command name (which is in parentheses): utime is the 12th, stime
-        // the 13th of those.
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks = |i: usize| fields[i].parse::<u64>().expect("ticks");
-        (ctx.figures().turns, ticks(11) + ticks(12))
-    })
+/// The calling thread's CPU time so far, user + system, in clock ticks of 10 ms.
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the
+    // 13th of those.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("ticks");
+    ticks(11) + ticks(12)
+}
+
+/// The reactor's turns so far and its thread's CPU ticks, read on the reactor thread
+/// itself. Asking is an event, so it opens a window too.
+fn turns_and_cpu<H: Handler + Send + 'static>(server: &Server<H>) -> (u64, u64) {
+    server.query(|ctx| (ctx.figures().turns, thread_cpu_ticks()))
 }
 
 #[test]
@@ -168,6 +171,58 @@ fn the_window_runs_after_a_turn_longer_than_the_window() {
             now - at_reply > 100,
             "only {} turns in the 100 ms after a 300 ms turn with a 200 ms busy_poll window",
             now - at_reply
+        );
+    });
+}
+
+/// Pauses reading a connection at its first message and never resumes.
+struct PauseFirst;
+
+impl Handler for PauseFirst {
+    type Message = RawJson;
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _msg: RawJson) {
+        ctx.pause_reading(conn);
+    }
+}
+
+/// A peer that keeps sending to a connection we stopped reading makes no events (READABLE
+/// interest is gone, its bytes wait in the kernel), so it must not keep the reactor spinning:
+/// the window closes and the thread sleeps while the peer's sends back up.
+#[test]
+fn a_peer_flooding_a_paused_connection_does_not_keep_it_spinning() {
+    bounded(Duration::from_secs(20), || {
+        let config = Config {
+            busy_poll: Some(Duration::from_millis(20)),
+            ..Config::default()
+        };
+        let server = Server::start(config, PauseFirst);
+        let addr = server.addr;
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let flooder = std::thread::spawn(move || {
+            let mut peer = Peer::connect(addr);
+            peer.stream
+                .set_nonblocking(true)
+                .expect("non-blocking flooder");
+            let payload = serde_json::to_vec(&json!({"pad": "x".repeat(1000)})).expect("json");
+            let frame = common::frame(&payload);
+            // Write until told to stop; a full socket (WouldBlock) is the point, not an error.
+            while done_rx.try_recv().is_err() {
+                let _ = std::io::Write::write(&mut peer.stream, &frame);
+            }
+        });
+        // Wait until the connection is paused (its first message arrived).
+        server.wait_for(Duration::from_secs(5), "the connection paused", |ctx| {
+            (ctx.figures().paused_connections == 1).then_some(())
+        });
+        let (_, before) = turns_and_cpu(&server);
+        std::thread::sleep(Duration::from_millis(600));
+        let (_, after) = turns_and_cpu(&server);
+        let _ = done_tx.send(());
+        let _ = flooder.join();
+        assert!(
+            after - before < 20,
+            "the reactor burnt {} ticks of CPU in 600 ms beside a paused, flooded connection",
+            after - before
         );
     });
 }
