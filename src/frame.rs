@@ -131,6 +131,18 @@ pub(crate) struct FrameAt {
     pub(crate) len: usize,
 }
 
+impl FrameAt {
+    /// Cuts this frame off the front of `buf` as a view of its payload: header and payload in
+    /// one split (one reference-count bump), the header dropped from the frozen view by a
+    /// pointer move.
+    #[inline]
+    pub(crate) fn split_payload(self, buf: &mut BytesMut) -> Bytes {
+        let mut payload = buf.split_to(self.header + self.len).freeze();
+        payload.advance(self.header);
+        payload
+    }
+}
+
 /// Where the decoder is in the current frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -186,11 +198,7 @@ impl Decoder {
     /// stream, not an error. The payload is split from the buffer (a reference-count bump, no
     /// copy). An error is fatal for this stream; see [`FrameError`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        Ok(self.next_frame(buf)?.map(|at| {
-            let mut payload = buf.split_to(at.header + at.len).freeze();
-            payload.advance(at.header);
-            payload
-        }))
+        Ok(self.next_frame(buf)?.map(|at| at.split_payload(buf)))
     }
 
     /// The first half of [`Decoder::decode`]: reports where the next complete payload is in

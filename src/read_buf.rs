@@ -138,11 +138,7 @@ impl ReadBuf {
             bytes::Buf::advance(&mut self.bytes, header + len);
             copy
         } else {
-            // Header and payload in one split; dropping the header from the frozen view is a
-            // pointer move.
-            let mut payload = self.bytes.split_to(header + len).freeze();
-            bytes::Buf::advance(&mut payload, header);
-            payload
+            at.split_payload(&mut self.bytes)
         }
     }
 }
